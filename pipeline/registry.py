@@ -11,6 +11,7 @@ from pipeline.stage import Stage
 # Modules whose import registers stages. A new stage module is added here, nowhere else.
 STAGE_MODULES = [
     "pipeline.ingest",
+    "pipeline.report",
 ]
 
 _REGISTRY: dict[str, type[Stage]] = {}

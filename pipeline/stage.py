@@ -187,6 +187,10 @@ class Stage:
     def resources(self) -> dict[str, float]:
         return {"num_cpus": 1}
 
+    def report_section(self) -> str | None:
+        """Markdown this stage adds to the run report, read from its finished outputs."""
+        return None
+
     def output_folders(self, task: Task) -> list[str]:
         """Folders a task writes `part-<task_id>-*` files into; cleared before a retry."""
         sources = [task.source] if task.source else self.ctx.sources
