@@ -8,6 +8,7 @@ exists only for fully written output.
 from __future__ import annotations
 
 import os
+import socket
 import time
 from typing import Any, Callable, Iterable
 
@@ -25,9 +26,22 @@ def execute_task(stage: Stage, task: Task, config_hash: str) -> dict[str, Any]:
     for source, stats in result.stats.items():
         stats.check(f"stage {stage.stage_id} task {task.task_id} source {source}")
     marker = {"config_hash": config_hash, "task_id": task.task_id, "source": task.source,
-              "elapsed_s": round(time.perf_counter() - started, 3), **result.to_json()}
+              "elapsed_s": round(time.perf_counter() - started, 3), "worker": _worker(), **result.to_json()}
     workdir.write_json_atomic(workdir.task_marker(stage.stage_id, task.task_id), marker)
     return marker
+
+
+def _worker() -> dict[str, Any]:
+    """Where a task ran (node, process), for provenance and for checking how work was spread."""
+    node = None
+    try:
+        import ray
+
+        if ray.is_initialized():
+            node = ray.get_runtime_context().get_node_id()
+    except ImportError:
+        pass
+    return {"node": node, "pid": os.getpid(), "host": socket.gethostname()}
 
 
 class LocalExecutor:

@@ -52,11 +52,12 @@ class IngestStage(Stage):
                               self.ctx.target_part_bytes)
         skip_bad = self.ctx.on_bad_record == "skip"
         for raw in read_file(task.inputs[0], source, self.ctx.batch_size, skip_bad):
-            table = self._normalize(raw, task.source, shard)
-            stats.docs_in += table.num_rows + len(raw.bad)
-            stats.docs_out += table.num_rows
-            stats.bytes_out += text_bytes(table)
-            kept.write(table)
+            stats.docs_in += len(raw.rows) + len(raw.bad)
+            if len(raw.rows):
+                table = self._normalize(raw, task.source, shard)
+                stats.docs_out += table.num_rows
+                stats.bytes_out += text_bytes(table)
+                kept.write(table)
             if raw.bad:
                 for record in raw.bad:
                     stats.add_dropped(f"bad_record:{record.reason}")

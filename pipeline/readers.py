@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import io
 import re
 from dataclasses import dataclass, field
 from typing import IO, Any, Iterator
@@ -52,9 +51,7 @@ class RawBatch:
 def _decompressed(handle: IO[bytes], fmt: str) -> Iterator[IO[bytes]]:
     """A line-iterable binary stream; zstd streams may hold several frames (as DCLM's do)."""
     if fmt == "jsonl.zst":
-        reader = zstandard.ZstdDecompressor().stream_reader(handle, read_across_frames=True)
-        with io.BufferedReader(reader, buffer_size=1 << 20) as stream:  # type: ignore[arg-type]
-            yield stream
+        yield _zstd_lines(handle)  # type: ignore[misc]
     elif fmt == "json.gz":
         with gzip.GzipFile(fileobj=handle, mode="rb") as stream:
             yield stream
@@ -98,6 +95,28 @@ def read_file(url: str, source: SourceManifest, batch_size: int, skip_bad: bool)
         yield from _read_parquet(url, source, batch_size, skip_bad)
     else:
         yield from _read_json_lines(url, source, batch_size, skip_bad)
+
+
+def _zstd_lines(handle: IO[bytes], chunk_size: int = 1 << 20) -> Iterator[bytes]:
+    """Lines of a (multi-frame) zstd stream; a frame cut short raises instead of ending quietly."""
+    decompressor = zstandard.ZstdDecompressor()
+    frame = decompressor.decompressobj()
+    pending, in_frame = b"", False
+    while chunk := handle.read(chunk_size):
+        data = b""
+        while chunk:
+            in_frame = True
+            data += frame.decompress(chunk)
+            chunk = b""
+            if frame.eof:
+                chunk, frame, in_frame = frame.unused_data, decompressor.decompressobj(), False
+        lines = (pending + data).split(b"\n")
+        pending = lines.pop()
+        yield from (line + b"\n" for line in lines)
+    if in_frame:
+        raise EOFError("zstd stream ends in the middle of a frame")
+    if pending:
+        yield pending
 
 
 # ---- Parquet -----------------------------------------------------------------------------------
