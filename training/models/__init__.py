@@ -1,0 +1,1 @@
+"""Model definitions assembled from `training.layers`."""
