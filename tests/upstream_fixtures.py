@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import gzip
-import shutil
 from pathlib import Path
+from typing import Callable
 
 import orjson
 import pyarrow as pa
@@ -17,16 +17,24 @@ WORDS = ("data model stage source shard token filter corpus recipe worker cluste
          "signature bucket component ranking quality classifier language english document").split()
 
 
-def _text(source: str, file_index: int, row: int) -> str:
+TextFn = Callable[[str, int, int], str]
+
+
+def short_text(source: str, file_index: int, row: int) -> str:
     words = [WORDS[(row * 7 + i * 3 + file_index) % len(WORDS)] for i in range(40 + row % 30)]
     return f"{source} file {file_index} row {row}. " + " ".join(words)
 
 
-def write_fineweb(path: Path, file_index: int, rows: int) -> None:
+def page_text(source: str, file_index: int, row: int) -> str:
+    """About 2.5 KB, the median web page of these corpora (for benchmarks)."""
+    return " ".join(WORDS[(row * 7 + k * 3 + file_index) % len(WORDS)] for k in range(300 + row % 200))
+
+
+def write_fineweb(path: Path, file_index: int, rows: int, text: TextFn = short_text) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     score = [2.0 + (r % 7) * 0.45 for r in range(rows)]
     pq.write_table(pa.table({
-        "text": [_text("fwe", file_index, r) for r in range(rows)],
+        "text": [text("fwe", file_index, r) for r in range(rows)],
         "id": [f"<urn:uuid:{file_index:04d}-{r:08d}>" for r in range(rows)],
         "dump": ["CC-MAIN-2024-10"] * rows, "url": [f"https://example.org/{file_index}/{r}" for r in range(rows)],
         "date": ["2024-02-21T00:00:00Z"] * rows, "file_path": [f"s3://commoncrawl/{file_index}.warc.gz"] * rows,
@@ -35,25 +43,25 @@ def write_fineweb(path: Path, file_index: int, rows: int) -> None:
         "score": score, "int_score": pa.array([int(round(s)) for s in score], pa.int64())}), path)
 
 
-def write_zyda(path: Path, file_index: int, rows: int) -> None:
+def write_zyda(path: Path, file_index: int, rows: int, text: TextFn = short_text) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.table({
-        "text": [_text("zyda", file_index, r) for r in range(rows)],
+        "text": [text("zyda", file_index, r) for r in range(rows)],
         "source": ["refinedweb"] * rows,
         "filtering_features": [orjson.dumps({"mean_word_length": 5.1, "row": r}).decode() for r in range(rows)],
         "source_other": [orjson.dumps({"url": f"https://z.example/{r}"}).decode() for r in range(rows)]}), path)
 
 
-def dclm_record(file_index: int, row: int) -> dict:
-    return {"text": _text("dclm", file_index, row), "url": f"https://d.example/{row}", "warcinfo": "isPartOf: CC",
+def dclm_record(file_index: int, row: int, text: TextFn = short_text) -> dict:
+    return {"text": text("dclm", file_index, row), "url": f"https://d.example/{row}", "warcinfo": "isPartOf: CC",
             "metadata": {"Content-Length": str(100 + row), "WARC-Record-ID": f"<urn:{row}>"},
             "language_id_whole_page_fasttext": {"en": 0.93},
             "fasttext_openhermes_reddit_eli5_vs_rw_v2_bigram_200k_train_prob": 0.5 + row % 5 / 10,
             "bff_contained_ngram_count_before_dedupe": row % 3, "previous_word_count": 40 + row}
 
 
-def dolma_record(file_index: int, row: int) -> dict:
-    return {"id": f"dolma-{file_index}-{row}", "text": _text("dolma", file_index, row), "source": "common-crawl",
+def dolma_record(file_index: int, row: int, text: TextFn = short_text) -> dict:
+    return {"id": f"dolma-{file_index}-{row}", "text": text("dolma", file_index, row), "source": "common-crawl",
             "added": "2024-04-01T00:00:00.000Z", "created": "2019-01-01T00:00:00.000Z",
             "metadata": {"url": f"https://o.example/{row}", "length": row}}
 
@@ -62,14 +70,14 @@ def json_lines(records: list[dict]) -> bytes:
     return b"".join(orjson.dumps(r) + b"\n" for r in records)
 
 
-def write_dclm(path: Path, file_index: int, rows: int) -> None:
+def write_dclm(path: Path, file_index: int, rows: int, text: TextFn = short_text) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(zstandard.ZstdCompressor().compress(json_lines([dclm_record(file_index, r) for r in range(rows)])))
+    path.write_bytes(zstandard.ZstdCompressor().compress(json_lines([dclm_record(file_index, r, text) for r in range(rows)])))
 
 
-def write_dolma(path: Path, file_index: int, rows: int) -> None:
+def write_dolma(path: Path, file_index: int, rows: int, text: TextFn = short_text) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(gzip.compress(json_lines([dolma_record(file_index, r) for r in range(rows)]), mtime=0))
+    path.write_bytes(gzip.compress(json_lines([dolma_record(file_index, r, text) for r in range(rows)]), mtime=0))
 
 
 LAYOUT = {
@@ -116,7 +124,3 @@ def tree_bytes(root: Path, sub: str) -> dict[str, bytes]:
     """Every file under root/sub by relative path: to compare two runs byte for byte."""
     base = root / sub
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(base.rglob("*")) if p.is_file()}
-
-
-def copy_tree(src: Path, dst: Path) -> None:
-    shutil.copytree(src, dst)
