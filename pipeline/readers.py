@@ -65,9 +65,12 @@ def list_files(source: SourceManifest, max_files: int | None = None) -> list[str
     if source.url_list:
         urls += _files_from_list(source)
     for pattern in source.expanded_uris():
-        fs, _ = fsspec.core.url_to_fs(pattern)
-        matches = sorted(fs.glob(pattern)) if fsspec.core.has_magic(pattern) else (
-            [fs._strip_protocol(pattern)] if fs.exists(pattern) else [])
+        try:
+            fs, _ = fsspec.core.url_to_fs(pattern)
+            matches = sorted(fs.glob(pattern)) if fsspec.core.has_magic(pattern) else (
+                [fs._strip_protocol(pattern)] if fs.exists(pattern) else [])
+        except Exception as exc:  # each filesystem raises its own errors (offline, auth, missing repo)
+            raise BadInputError(f"source {source.component}: cannot list {pattern!r}: {type(exc).__name__}: {exc}") from None
         if not matches:
             raise BadInputError(f"source {source.component}: no files match {pattern!r}")
         urls += [fs.unstrip_protocol(m) if "://" in pattern else m for m in matches]
