@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ import pyarrow.parquet as pq
 from pipeline.sample_formats import (LAYOUTS, RECORD_MAKERS, LanguageScorer, RecordInput, make_site_url,
                                      shard_order, write_records)
 from pipeline.sample_spam import GENERATORS, SPAM_KIND, SPAM_LANGUAGE
-from pipeline.sample_text import (SHINGLE_WORDS, Extract, Page, add_header_footer, compose_page,
+from pipeline.sample_text import (SHINGLE_WORDS, Extract, Page, SampleDataError, add_header_footer, compose_page,
                                   edit_fraction_for, extract_stream, jaccard, load_extracts, swap_sentences,
                                   take_page_extracts, vocabulary, word_edits)
 
@@ -356,8 +357,8 @@ def build_sample(out_dir: str | Path, seed: int = 0, scale: float = 1.0) -> dict
 def _cmd_build(args: argparse.Namespace) -> int:
     try:
         manifest = build_sample(args.dir, seed=args.seed, scale=args.scale)
-    except SampleError as exc:
-        print(f"error: {exc}")
+    except (SampleError, SampleDataError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     for rel, info in manifest["files"].items():
         print(f"{info['records']:>7,} records {info['bytes']:>11,} bytes  {Path(args.dir) / rel}")
