@@ -82,7 +82,7 @@ class Attention(nn.Module):
         self, x: torch.Tensor, packing: Packing, adapters: Mapping[str, nn.Module] | None = None
     ) -> torch.Tensor:
         batch, length, _ = x.shape
-        adapters = adapters or {}
+        adapters = dict(adapters or {})
         q = project(self.q_proj, x, adapters.get("q")).view(batch, length, self.num_heads, self.head_dim)
         k = project(self.k_proj, x, adapters.get("k")).view(batch, length, self.num_kv_heads, self.head_dim)
         v = project(self.v_proj, x, adapters.get("v")).view(batch, length, self.num_kv_heads, self.head_dim)

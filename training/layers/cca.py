@@ -77,7 +77,7 @@ class CCA(nn.Module):
         self, x: torch.Tensor, packing: Packing, adapters: Mapping[str, nn.Module] | None = None
     ) -> torch.Tensor:
         batch, length, _ = x.shape
-        adapters = adapters or {}
+        adapters = dict(adapters or {})
         segments = packing.segments
         q_pre = project(self.q_proj, x, adapters.get("q"))
         k_pre = project(self.k_proj, x, adapters.get("k"))
