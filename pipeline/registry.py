@@ -12,6 +12,7 @@ from pipeline.stage import Stage
 STAGE_MODULES = [
     "pipeline.ingest",
     "pipeline.report",
+    "pipeline.tokenize",
 ]
 
 _REGISTRY: dict[str, type[Stage]] = {}

@@ -1,0 +1,286 @@
+"""The tokenize stage: each source's final documents -> Parquet token shards + `tokens/manifest.json`.
+
+Output (the contract the trainer reads):
+    WORKDIR/tokens/<source>/part-<task>-<k>.parquet   zstd; one row per document: id, source,
+        input_ids (list<uint16>, or list<uint32> for vocabularies over 65,536), num_tokens (int32);
+        EOS ends every document, BOS starts it when `add_bos`.
+    WORKDIR/tokens/manifest.json                      shards with sha256, counts, tokenizer, mixture.
+
+Planning: the input partitions of a source are grouped, in order (or in a seeded random order when
+`shuffle`), into tasks of about `shards_per_task` shards' worth of text (estimated from Parquet
+metadata). A task fills shards of at most `shard_tokens` tokens, never splitting a document: a
+shard is closed before a document that would overflow it, so only a shard holding one document
+longer than the target exceeds it. With `shuffle`, a task permutes all its documents (seeded by
+the recipe seed and task id) before cutting shards: documents of distant input files meet, and no
+task holds more than `shards_per_task` shards of tokens in memory.
+
+Empty documents (no token besides BOS/EOS) are skipped by default and recorded under
+`removed/tokens/` with reason `empty`; `empty_documents: eos_only` keeps them as a lone EOS.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import posixpath
+import random
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict, Field
+
+from pipeline.registry import register_stage
+from pipeline.stage import REASON_COLUMN, PartWriter, SourceStats, Stage, StageError, Task, TaskResult
+from pipeline.tokenizer import DEFAULT_TOKENIZER, LoadedTokenizer, TokenizerError, encode_documents, load_tokenizer
+from pipeline.workdir import PARQUET_COMPRESSION, Workdir
+
+TOKENS_DIR = "tokens"
+TOKEN_MANIFEST = "manifest.json"
+MANIFEST_VERSION = 1
+EMPTY_REASON = "empty"
+PLANNING_BYTES_PER_TOKEN = 4.0
+"""Text bytes per token used only to group input partitions into tasks (Mistral v0.1 on English
+web text gives 4-4.5); shard sizes are exact token counts, whatever this estimate."""
+ROW_GROUP_ROWS = 8192
+"""Documents per Parquet row group: small enough for a loader to read a shard piece by piece."""
+
+
+class TokenizeParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tokenizer: str = Field(default=DEFAULT_TOKENIZER,
+                           description="mistral-v0.1 (offline build), a Hub name, or a local tokenizer file")
+    add_bos: bool = Field(default=False, description="start every document with BOS (EOS always ends it)")
+    shard_tokens: int = Field(default=100_000_000, ge=1, description="target tokens per output shard")
+    shards_per_task: int = Field(default=4, ge=1, description="shards' worth of input text per task")
+    shuffle: bool = Field(default=False, description="seeded shuffle of documents within and across shards")
+    empty_documents: Literal["skip", "eos_only"] = "skip"
+    batch_size: int = Field(default=1000, ge=1, description="documents per encode_batch call")
+    threads: int = Field(default=1, ge=1, description="tokenizer threads per task (also CPUs asked of Ray)")
+
+
+@dataclass
+class ShardWriter:
+    """Cuts a stream of tokenized rows into shards of at most `target` tokens, each written atomically."""
+
+    workdir: Workdir
+    folder: str
+    task_id: str
+    source: str
+    target: int
+    shards: list[dict[str, Any]] = field(default_factory=list)
+    oversized: int = 0
+    _pending: list[pa.Table] = field(default_factory=list)
+    _pending_tokens: int = 0
+
+    def write(self, table: pa.Table) -> None:
+        counts = table["num_tokens"].to_numpy()
+        start = 0
+        for row, count in enumerate(counts.tolist()):
+            if count > self.target:
+                self.oversized += 1
+            if self._pending_tokens and self._pending_tokens + count > self.target:
+                self._pending.append(table.slice(start, row - start))
+                self.flush()
+                start = row
+            self._pending_tokens += count
+        self._pending.append(table.slice(start))
+
+    def flush(self) -> None:
+        table = pa.concat_tables([t for t in self._pending if t.num_rows]) if self._pending else None
+        self._pending, self._pending_tokens = [], 0
+        if table is None or table.num_rows == 0:
+            return
+        path = posixpath.join(self.folder, f"part-{self.task_id}-{len(self.shards):04d}.parquet")
+        data = shard_bytes(table)
+        self.workdir.write_bytes_atomic(path, data)
+        self.shards.append({"path": self.workdir.relative(path), "source": self.source,
+                            "documents": table.num_rows,
+                            "tokens": int(pc.sum(table["num_tokens"]).as_py() or 0),
+                            "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()})
+
+
+def shard_bytes(table: pa.Table) -> bytes:
+    """One shard as zstd Parquet bytes (ids without dictionary: 15-bit ids do not compress by it)."""
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression=PARQUET_COMPRESSION, use_dictionary=["source"],
+                   row_group_size=ROW_GROUP_ROWS)
+    return buffer.getvalue()
+
+
+def text_bytes_estimate(workdir: Workdir, path: str) -> int:
+    """Uncompressed bytes of the `text` column, from the Parquet footer only."""
+    with workdir.fs.open(path, "rb") as handle:
+        meta = pq.ParquetFile(handle).metadata
+    names = [meta.schema.column(i).path for i in range(meta.num_columns)]
+    if "text" not in names:
+        raise StageError(f"{path} has no `text` column (columns: {names})")
+    column = names.index("text")
+    return sum(meta.row_group(g).column(column).total_uncompressed_size for g in range(meta.num_row_groups))
+
+
+def task_seed(seed: int, task_id: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"{seed}:{task_id}".encode()).digest()[:8], "little")
+
+
+@register_stage
+class TokenizeStage(Stage):
+    """Tokenizes the final documents of each source into token shards and writes the token manifest."""
+
+    type_name = "tokenize"
+    Params = TokenizeParams
+    produces_documents = False
+    params: TokenizeParams
+
+    def __init__(self, ctx):  # type: ignore[no-untyped-def]
+        super().__init__(ctx)
+        self._tokenizer: LoadedTokenizer | None = None
+
+    # ---- identity / checks -------------------------------------------------------------------
+    def hash_extra(self) -> Any:
+        return {"tokenizer": self._load().info.fingerprint, "mixture": self._weights()}
+
+    def validate(self) -> None:
+        if self.stage_id != TOKENS_DIR:
+            raise StageError(f"the tokenize stage must have id {TOKENS_DIR!r} (got {self.stage_id!r}): its shards "
+                             f"and manifest live in WORKDIR/{TOKENS_DIR}/, where the trainer reads them")
+        self._load()
+        self._weights()
+
+    def _load(self) -> LoadedTokenizer:
+        try:
+            return load_tokenizer(self.params.tokenizer, self.params.add_bos)
+        except TokenizerError as exc:
+            raise StageError(f"stage {self.stage_id!r}: {exc}") from None
+
+    def _weights(self) -> dict[str, float]:
+        mixture = self.ctx.recipe.recipe.mixture
+        missing = [s for s in self.ctx.sources if mixture and s not in mixture]
+        if missing:
+            raise StageError(f"{self.ctx.recipe.path}: `mixture` has no weight for {missing}; give every "
+                             f"tokenized source a weight (or none at all for natural proportions)")
+        negative = {s: w for s, w in mixture.items() if w < 0}
+        if negative:
+            raise StageError(f"{self.ctx.recipe.path}: negative mixture weights {negative}")
+        return {s: float(mixture.get(s, 1.0)) for s in self.ctx.sources}
+
+    def resources(self) -> dict[str, float]:
+        return {"num_cpus": self.params.threads}
+
+    # ---- plan ------------------------------------------------------------------------------
+    def plan(self) -> list[Task]:
+        budget = self.params.shard_tokens * self.params.shards_per_task * PLANNING_BYTES_PER_TOKEN
+        tasks = []
+        for source in self.ctx.sources:
+            parts = self.input_parts(source)
+            if self.params.shuffle:
+                random.Random(f"{self.ctx.recipe.recipe.seed}:{source}").shuffle(parts)
+            groups: list[list[str]] = []
+            size = budget
+            for path in parts:
+                if size >= budget:
+                    groups.append([])
+                    size = 0
+                groups[-1].append(path)
+                size += text_bytes_estimate(self.workdir, path)
+            for index, group in enumerate(groups):
+                tasks.append(Task(task_id=f"{source}-{index:05d}", source=source, inputs=tuple(group)))
+        return tasks
+
+    def output_folders(self, task: Task) -> list[str]:
+        assert task.source is not None
+        return [self.workdir.path(TOKENS_DIR, task.source), self.workdir.removed_dir(self.stage_id, task.source)]
+
+    # ---- run -------------------------------------------------------------------------------
+    def setup(self) -> None:
+        os.environ.setdefault("RAYON_NUM_THREADS", str(self.params.threads))
+        self._tokenizer = self._load()
+
+    def run_task(self, task: Task) -> TaskResult:
+        assert task.source is not None and self._tokenizer is not None
+        workdir, result = self.workdir, TaskResult()
+        stats = result.source(task.source)
+        shards = ShardWriter(workdir, workdir.path(TOKENS_DIR, task.source), task.task_id, task.source,
+                             self.params.shard_tokens)
+        removed = PartWriter(workdir, workdir.removed_dir(self.stage_id, task.source), task.task_id,
+                             self.ctx.target_part_bytes)
+        held: list[pa.Table] = []
+        for table in self._tokenized_batches(task, stats, removed):
+            if self.params.shuffle:
+                held.append(table)
+            else:
+                shards.write(table)
+        if held:
+            merged = pa.concat_tables(held)
+            order = np.random.default_rng(task_seed(self.ctx.recipe.recipe.seed, task.task_id)).permutation(
+                merged.num_rows)
+            shards.write(merged.take(pa.array(order)))
+        shards.flush()
+        removed.close()
+        tokens = sum(s["tokens"] for s in shards.shards)
+        result.outputs = [s["path"] for s in shards.shards]
+        result.extra = {"shards": shards.shards, "tokens": {task.source: tokens},
+                        "oversized_documents": shards.oversized, "empty_documents": stats.dropped.get(EMPTY_REASON, 0)}
+        return result
+
+    def _tokenized_batches(self, task: Task, stats: SourceStats, removed: PartWriter):
+        """Token tables of the task's documents, batch by batch, with empty ones set aside."""
+        assert task.source is not None and self._tokenizer is not None
+        specials = 1 + int(self.params.add_bos)
+        for path in task.inputs:
+            for batch in self.workdir.iter_batches(path, self.params.batch_size, ["id", "text"]):
+                texts = pc.fill_null(batch.column("text"), "")
+                input_ids, counts = encode_documents(self._tokenizer, texts.to_pylist())
+                table = pa.table({"id": batch.column("id"),
+                                  "source": pa.array([task.source] * batch.num_rows, pa.string()),
+                                  "input_ids": input_ids, "num_tokens": pa.array(counts, pa.int32())})
+                stats.docs_in += batch.num_rows
+                if self.params.empty_documents == "skip":
+                    empty = pa.array(counts <= specials)
+                    dropped = int(pc.sum(empty).as_py() or 0)
+                    if dropped:
+                        stats.add_dropped(EMPTY_REASON, dropped)
+                        gone = pa.table({"id": batch.column("id"), "text": texts}).filter(empty)
+                        removed.write(gone.append_column(REASON_COLUMN, pa.array([EMPTY_REASON] * dropped)))
+                        table = table.filter(pc.invert(empty))
+                        texts = texts.filter(pc.invert(empty))
+                stats.docs_out += table.num_rows
+                stats.bytes_out += int(pc.sum(pc.binary_length(texts)).as_py() or 0)
+                yield table
+
+    # ---- finalize --------------------------------------------------------------------------
+    def finalize(self, results: dict[str, TaskResult]) -> None:
+        shards = sorted((s for r in results.values() for s in r.extra.get("shards", [])), key=lambda s: s["path"])
+        manifest = build_manifest(shards, self._load().info.to_json(), self._weights(),
+                                  {"name": self.ctx.recipe.recipe.name, "hash": self.ctx.recipe.digest(),
+                                   "path": self.ctx.recipe.path, "seed": self.ctx.recipe.recipe.seed},
+                                  self.params.model_dump(mode="json"))
+        self.workdir.write_json_atomic(self.workdir.path(TOKENS_DIR, TOKEN_MANIFEST), manifest)
+
+
+def build_manifest(shards: list[dict[str, Any]], tokenizer: dict[str, Any], weights: dict[str, float],
+                   recipe: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """The token manifest: shards, per-source totals, and each source's share of the training mix.
+
+    A source's share is weight x tokens over the sum of weight x tokens: the weight is a per-token
+    sampling multiplier (4.0 = each token of the source is seen four times as often as at weight 1).
+    """
+    sources: dict[str, dict[str, Any]] = {}
+    for source in weights:
+        own = [s for s in shards if s["source"] == source]
+        sources[source] = {"documents": sum(s["documents"] for s in own), "tokens": sum(s["tokens"] for s in own),
+                           "shards": len(own), "weight": weights[source]}
+    weighted = {s: v["tokens"] * v["weight"] for s, v in sources.items()}
+    total = sum(weighted.values())
+    for source, values in sources.items():
+        values["share"] = weighted[source] / total if total else 0.0
+    return {"version": MANIFEST_VERSION, "tokenizer": tokenizer, "shards": shards, "sources": sources,
+            "recipe": recipe, "params": params,
+            "totals": {"documents": sum(v["documents"] for v in sources.values()),
+                       "tokens": sum(v["tokens"] for v in sources.values())},
+            "share_definition": "weight * tokens / sum(weight * tokens)"}
