@@ -70,6 +70,7 @@ class PlannedDoc:
     target_jaccard: float | None = None
     jaccard: float | None = None
     url: str = ""
+    topic: str = ""
     id: str = ""
 
 
@@ -84,7 +85,8 @@ class SamplePlan:
 
 def _rngs(seed: int) -> dict[str, np.random.Generator]:
     names = ["pool", "pages", "foreign", "place", "exact", "near", "spam", "classifier", "records"]
-    return {name: np.random.default_rng(child) for name, child in zip(names, np.random.SeedSequence(seed).spawn(len(names)))}
+    children = np.random.SeedSequence(seed).spawn(len(names))
+    return {name: np.random.default_rng(child) for name, child in zip(names, children)}
 
 
 def _pages(stream: list[Extract], language: str, rng: np.random.Generator, limit: int | None = None,
@@ -118,8 +120,8 @@ def plan_sample(seed: int = 0, scale: float = 1.0) -> SamplePlan:
         return doc
 
     stream = extract_stream(corpus_pool, max(1, round(len(corpus_pool) * scale)), rng["pages"])
-    originals = [add(text=p.text, kind="original", language="en", title=p.title, quality=1.0, url=url)
-                 for p, url in _pages(stream, "en", rng["pages"])]
+    originals = [add(text=p.text, kind="original", language="en", title=p.title, quality=1.0, url=url,
+                     topic=p.topic) for p, url in _pages(stream, "en", rng["pages"])]
     for doc, component in zip(originals, rng["place"].choice(COMPONENTS, size=len(originals),
                                                             p=[LAYOUTS[c].share for c in COMPONENTS])):
         doc.source = str(component)
@@ -180,7 +182,7 @@ def _plant_near(originals: list[PlannedDoc], add, vocab: list[str], rng: np.rand
                 target = round(float(rng.uniform(0.3, 0.95)), 4)
                 text, fraction = word_edits(orig.text, edit_fraction_for(target), vocab, rng)
             elif variant == "header_footer":
-                text, fraction = add_header_footer(orig.text, orig.title, "", rng)
+                text, fraction = add_header_footer(orig.text, orig.title, orig.topic, rng)
             else:
                 donors = [originals[int(i)].text for i in rng.choice(len(originals), size=3)]
                 text, fraction = swap_sentences(orig.text, donors, float(rng.uniform(0.1, 0.5)), rng)
@@ -252,10 +254,10 @@ def _write_sources(plan: SamplePlan, out: Path, rng: np.random.Generator) -> dic
     records: dict[str, int] = {}
     for component in COMPONENTS:
         layout, make = LAYOUTS[component], RECORD_MAKERS[component]
-        for shard, (rel, chunk) in enumerate(zip(shard_order(layout), plan.files[component])):
+        for rel, chunk in zip(shard_order(layout), plan.files[component]):
             subset = Path(rel).parent.name
             rows = [make(RecordInput(text=d.text, url=d.url, quality=d.quality, lang=scorer.scores(d.text),
-                                     file_index=shard, subset=subset), rng) for d in chunk]
+                                     subset=subset), rng) for d in chunk]
             write_records(component, out / rel, rows)
             records[rel] = len(rows)
     return records
@@ -304,7 +306,8 @@ are synthetic. The metadata (URLs, WARC ids, dates, scores) is synthetic and poi
 
 ## What was planted
 - original: web-page-like documents of 1-6 related Wikipedia extracts (title line, headings,
-  sometimes a nav or footer line), 400 chars to ~8 KB; no extract is used twice within a scale-1 corpus.
+  sometimes a nav or footer line), 400 chars to ~8 KB. Up to scale 1 no extract is used twice,
+  so originals share no text by accident; larger scales reuse extracts (unrecorded partial overlaps).
 - exact_dup: the same text again, in the same source or another one (variant same_source / cross_source).
 - near_dup: word edits at a controlled rate (target_jaccard), an added header/footer, or swapped
   sentences; within and across sources.

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import zstandard
 
-from pipeline.sample_text import MONTHS, SampleDataError
+from pipeline.sample_text import SampleDataError
 
 
 @dataclass(frozen=True)
@@ -137,7 +137,6 @@ class RecordInput:
     url: str
     quality: float  # 0..1: how good the page is (originals high, spam low)
     lang: tuple[str, float, float]  # LanguageScorer.scores(text)
-    file_index: int  # index of the file within the layout (shard order)
     subset: str  # folder that decides sub-source values (zyda subset, dolma bucket)
 
 
@@ -176,7 +175,8 @@ def _warcinfo(dump: str) -> str:
     return "\r\n".join([f"isPartOf: {dump}", "publisher: Common Crawl", f"description: Wide crawl of the web ({dump})",
                         "operator: Common Crawl Admin (info@commoncrawl.org)",
                         "software: Apache Nutch 1.13 (modified, https://github.com/commoncrawl/nutch/)",
-                        "robots: checked via crawler-commons 0.8-SNAPSHOT (https://github.com/crawler-commons/crawler-commons)",
+                        "robots: checked via crawler-commons 0.8-SNAPSHOT "
+                        "(https://github.com/crawler-commons/crawler-commons)",
                         "format: WARC File Format 1.1",
                         "conformsTo: http://iipc.github.io/warc-specifications/specifications/warc-format/warc-1.1/"])
 
@@ -246,14 +246,15 @@ def zyda_record(doc: RecordInput, rng: np.random.Generator) -> dict[str, Any]:
 def dolma_record(doc: RecordInput, rng: np.random.Generator) -> dict[str, Any]:
     bucket = doc.subset.removeprefix("cc_en_")
     created = iso_time(rng, 2019, 2023)
+    crawl = f"CC-MAIN-{created[:4]}-{int(rng.integers(4, 50)):02d}"
+    segment = f"{int(rng.integers(10**12, 10**13))}.{int(rng.integers(10, 99))}"
+    warc = f"CC-MAIN-{int(rng.integers(10**13, 10**14))}-{int(rng.integers(0, 80000)):05d}.warc.gz"
     return {"id": rng.bytes(20).hex(), "text": doc.text, "source": "common-crawl",
             "added": f"2024-04-{int(rng.integers(1, 16)):02d}T{int(rng.integers(24)):02d}:{int(rng.integers(60)):02d}:"
                      f"{int(rng.integers(60)):02d}.{int(rng.integers(1000)):03d}Z",
             "created": created,
             "metadata": {"url": doc.url, "warc_date": created, "language": doc.lang[0], "bucket": bucket,
-                         "warc_url": f"s3://commoncrawl/crawl-data/CC-MAIN-{created[:4]}-{int(rng.integers(4, 50)):02d}/"
-                                     f"segments/{int(rng.integers(10**12, 10**13))}.{int(rng.integers(10, 99))}/warc/"
-                                     f"CC-MAIN-{int(rng.integers(10**13, 10**14))}-{int(rng.integers(0, 80000)):05d}.warc.gz"}}
+                         "warc_url": f"s3://commoncrawl/crawl-data/{crawl}/segments/{segment}/warc/{warc}"}}
 
 
 RECORD_MAKERS: dict[str, Callable[[RecordInput, np.random.Generator], dict[str, Any]]] = {

@@ -67,7 +67,8 @@ def load_extracts(language: str) -> tuple[Extract, ...]:
     return tuple(out)
 
 
-def extract_stream(extracts: tuple[Extract, ...] | list[Extract], count: int, rng: np.random.Generator) -> list[Extract]:
+def extract_stream(extracts: tuple[Extract, ...] | list[Extract], count: int,
+                   rng: np.random.Generator) -> list[Extract]:
     """`count` extracts in rounds: each round a fresh permutation, grouped by topic so that
     consecutive extracts (one page) are usually related. Within a round no extract repeats."""
     out: list[Extract] = []
