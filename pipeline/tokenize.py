@@ -253,6 +253,21 @@ class TokenizeStage(Stage):
                 stats.bytes_out += int(pc.sum(pc.binary_length(texts)).as_py() or 0)
                 yield table
 
+    def report_section(self) -> str | None:
+        path = self.workdir.path(TOKENS_DIR, TOKEN_MANIFEST)
+        if not self.workdir.exists(path):
+            return None
+        manifest = self.workdir.read_json(path)
+        info = manifest["tokenizer"]
+        lines = [f"Tokenizer `{info['name']}` ({info['origin']}), vocabulary {info['vocab_size']:,}, EOS "
+                 f"{info['eos_id']} after every document; share = {manifest['share_definition']}.", "",
+                 "| source | documents | tokens | tokens/doc | shards | weight | share |", "|---|---:|---:|---:|---:|---:|---:|"]
+        for name, row in manifest["sources"].items():
+            per_doc = row["tokens"] / row["documents"] if row["documents"] else 0.0
+            lines.append(f"| {name} | {row['documents']:,} | {row['tokens']:,} | {per_doc:.1f} | {row['shards']} | "
+                         f"{row['weight']:g} | {row['share']:.2%} |")
+        return "\n".join(lines)
+
     # ---- finalize --------------------------------------------------------------------------
     def finalize(self, results: dict[str, TaskResult]) -> None:
         shards = sorted((s for r in results.values() for s in r.extra.get("shards", [])), key=lambda s: s["path"])
