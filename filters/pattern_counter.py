@@ -130,10 +130,13 @@ def as_codepoints(text: str) -> np.ndarray:
 def _has_signature(codepoints, offsets, codes):  # pragma: no cover
     """Whether some i has codepoints[i + offsets[j]] == codes[j] for every j."""
     last = codepoints.shape[0] - offsets[-1]
+    first_offset, first_code, size = offsets[0], codes[0], offsets.shape[0]
     for i in range(last):
-        for j in range(offsets.shape[0]):
-            if codepoints[i + offsets[j]] != codes[j]:
-                break
-        else:
+        if codepoints[i + first_offset] != first_code:
+            continue
+        j = 1
+        while j < size and codepoints[i + offsets[j]] == codes[j]:
+            j += 1
+        if j == size:
             return True
     return False

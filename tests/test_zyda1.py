@@ -15,11 +15,11 @@ import pytest
 from datatrove.data import Document
 
 from filters import wordlists
-from filters.charclass import class_counts
+from filters.charclass import count_word_runs, text_stats
 from filters.literal_scan import LiteralScanner
 from filters.pattern_counter import PatternCounter, as_codepoints
 from filters.wordlists import WORD_LIST_NAMES, WordListError, load_word_lists
-from filters.zyda1 import FEATURES_KEY, PATTERNS, TRANSFORM_RUNS, Zyda1Filter, Zyda1Scorer, has_run, transform
+from filters.zyda1 import FEATURES_KEY, PATTERNS, TRANSFORM_RUNS, Zyda1Filter, Zyda1Scorer, transform
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 REFERENCE = SHARED / "reference" / "zyda1"
@@ -130,15 +130,16 @@ def test_transform_equals_the_sequential_substitutions() -> None:
         assert transform(text) == _sequential_transform(text), repr(text)
 
 
-def test_has_run_and_class_counts_agree_with_re() -> None:
+def test_text_stats_and_word_runs_agree_with_re() -> None:
     rng = random.Random(3)
     alphabet = ["a", "a", " ", "\n", "1", "٣", "_", "-", "/", "\\", ".", "\u3000", "\ud800", "\U0001F600", "é", "\x1c"]
     for _ in range(300):
-        text = "".join(rng.choice(alphabet) * rng.choice([1, 1, 3, 7]) for _ in range(rng.randint(0, 30)))
+        text = "".join(rng.choice(alphabet) * rng.choice([1, 1, 3, 7, 8]) for _ in range(rng.randint(0, 30)))
         codepoints = as_codepoints(text)
-        assert has_run(codepoints, 7) == bool(re.search(r"(.)\1{6}", text, re.S))
-        assert class_counts(codepoints) == (len(re.findall(r"\s|-|/|\\|\.", text)), len(re.findall(r"[^\w\s]", text)),
-                                            len(re.findall(r"\d", text)))
+        longest = max((len(m.group()) for m in re.finditer(r"(.)\1*", text, re.S)), default=0)
+        assert text_stats(codepoints) == (len(re.findall(r"\s|-|/|\\|\.", text)), len(re.findall(r"[^\w\s]", text)),
+                                          len(re.findall(r"\d", text)), longest), repr(text)
+        assert count_word_runs(codepoints, 7) == len(re.findall(r"(\w)\1{6,}", text)), repr(text)
 
 
 # ---- bad input -------------------------------------------------------------------------------
