@@ -13,6 +13,11 @@ STAGE_MODULES = [
     "pipeline.ingest",
     "pipeline.report",
     "pipeline.tokenize",
+    "classifiers.stage",
+    "dedup.keys_stage",
+    "dedup.lsh_stage",
+    "dedup.components_stage",
+    "dedup.remove_stage",
 ]
 
 _REGISTRY: dict[str, type[Stage]] = {}
