@@ -50,7 +50,8 @@ def read_partition(workdir: Workdir, folder: str, partition: int, columns: list[
     if not tables:
         if schema is None:
             raise ValueError(f"no files in {partition_dir(folder, partition)} and no schema given")
-        return schema.empty_table()
+        empty = schema.empty_table()
+        return empty.select(columns) if columns else empty
     return pa.concat_tables(tables)
 
 
