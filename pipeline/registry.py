@@ -18,6 +18,7 @@ STAGE_MODULES = [
     "dedup.lsh_stage",
     "dedup.components_stage",
     "dedup.remove_stage",
+    "dedup.preloaded_stage",
 ]
 
 _REGISTRY: dict[str, type[Stage]] = {}
