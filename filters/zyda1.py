@@ -176,9 +176,10 @@ class Zyda1Scorer:
 class Zyda1Filter(BaseFilter):
     """Zyda-1's filter: `filter(doc)` -> True or (False, rule); features in `doc.metadata`.
 
-    Word lists come from `word_lists` (already loaded), else `word_lists_dir`, else the cached or
-    downloaded upstream copy (sha256-verified). Without them, `require_word_lists=False` runs the
-    other rules and records `word_lists_skipped`; otherwise a `WordListError` says how to fix it.
+    Word lists come from `word_lists` (already loaded; an empty mapping means none), else
+    `word_lists_dir`, else the cached or downloaded upstream copy (sha256-verified). Without them,
+    `require_word_lists=False` runs the other rules and sets `word_lists_skipped`; otherwise a
+    `WordListError` says how to provide them.
     """
 
     name = "Zyda-1 filter"
@@ -189,7 +190,6 @@ class Zyda1Filter(BaseFilter):
                  exclusion_writer: DiskWriter | None = None):
         super().__init__(exclusion_writer)
         self.keep_transformed = keep_transformed
-        self.word_lists_skipped = False
         if word_lists is None:
             try:
                 word_lists = load_word_lists(word_lists_dir, word_lists_url)
@@ -197,7 +197,7 @@ class Zyda1Filter(BaseFilter):
                 if require_word_lists:
                     raise
                 log.warning("Zyda-1 word-list rules skipped: %s", exc)
-                self.word_lists_skipped = True
+        self.word_lists_skipped = not word_lists
         self.scorer = Zyda1Scorer(word_lists, thresholds)
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:

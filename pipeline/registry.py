@@ -19,6 +19,10 @@ STAGE_MODULES = [
     "dedup.components_stage",
     "dedup.remove_stage",
     "dedup.preloaded_stage",
+    "filters.zyda1_stage",
+    "filters.datatrove_filters",
+    "filters.language",
+    "filters.metadata",
 ]
 
 _REGISTRY: dict[str, type[Stage]] = {}
