@@ -169,7 +169,7 @@ def test_ten_megabyte_document(word_lists: dict[str, list[str]]) -> None:
 
 # ---- word lists ------------------------------------------------------------------------------
 @pytest.fixture
-def upstream(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def served_lists(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A local copy of the upstream folder (served as file://) and an empty user cache."""
     if not (REFERENCE / "oracle.parquet").is_file():
         pytest.skip(f"Zyda-1 word lists not found in {REFERENCE} (../shared)")
@@ -181,8 +181,8 @@ def upstream(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return served
 
 
-def test_download_verifies_and_caches(upstream: Path) -> None:
-    lists = load_word_lists(base_url=upstream.as_uri())
+def test_download_verifies_and_caches(served_lists: Path) -> None:
+    lists = load_word_lists(base_url=served_lists.as_uri())
     assert lists == load_word_lists(REFERENCE)
     assert sorted(p.name for p in wordlists.cache_dir().iterdir()) == sorted(WORD_LIST_NAMES)
 
@@ -192,28 +192,28 @@ def test_download_verifies_and_caches(upstream: Path) -> None:
     assert load_word_lists(fetch=no_network) == lists
 
 
-def test_download_with_wrong_sha256_is_refused_and_not_cached(upstream: Path) -> None:
-    (upstream / "sexual_word_list.json").write_text(json.dumps({"words": [" tampered "]}))
+def test_download_with_wrong_sha256_is_refused_and_not_cached(served_lists: Path) -> None:
+    (served_lists / "sexual_word_list.json").write_text(json.dumps({"words": [" tampered "]}))
     with pytest.raises(WordListError, match="sexual_word_list.json has sha256 .* expected 735092ac"):
-        load_word_lists(base_url=upstream.as_uri())
+        load_word_lists(base_url=served_lists.as_uri())
     assert not (wordlists.cache_dir() / "sexual_word_list.json").exists()
 
 
-def test_corrupt_cache_entry_is_downloaded_again(upstream: Path) -> None:
-    load_word_lists(base_url=upstream.as_uri())
+def test_corrupt_cache_entry_is_downloaded_again(served_lists: Path) -> None:
+    load_word_lists(base_url=served_lists.as_uri())
     (wordlists.cache_dir() / "zh_pornsignals.json").write_text("{}")
-    assert load_word_lists(base_url=upstream.as_uri()) == load_word_lists(REFERENCE)
+    assert load_word_lists(base_url=served_lists.as_uri()) == load_word_lists(REFERENCE)
 
 
-def test_offline_without_cache(upstream: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_offline_without_cache(served_lists: Path, caplog: pytest.LogCaptureFixture) -> None:
     def offline(url: str) -> bytes:
         raise OSError("network is unreachable")
 
     with pytest.raises(WordListError, match="could not download .*word_lists_dir"):
         load_word_lists(fetch=offline)
     with pytest.raises(WordListError, match="word_lists_dir"):
-        Zyda1Filter(word_lists_url=(upstream / "missing").as_uri())
-    optional = Zyda1Filter(word_lists_url=(upstream / "missing").as_uri(), require_word_lists=False)
+        Zyda1Filter(word_lists_url=(served_lists / "missing").as_uri())
+    optional = Zyda1Filter(word_lists_url=(served_lists / "missing").as_uri(), require_word_lists=False)
     assert optional.word_lists_skipped and "word-list rules skipped" in caplog.text
     text = "a quite ordinary text about sex and nothing else in particular, " * 5
     doc = Document(text=text, id="x")
@@ -223,17 +223,17 @@ def test_offline_without_cache(upstream: Path, caplog: pytest.LogCaptureFixture)
     assert with_lists.filter(Document(text=text, id="x")) == (False, "word_list_fraction:cursed_substrings.json")
 
 
-def test_folder_is_verified_unless_told_otherwise(upstream: Path) -> None:
-    (upstream / "profanity_word_list.json").write_text(json.dumps({"words": [" darn "]}))
+def test_folder_is_verified_unless_told_otherwise(served_lists: Path) -> None:
+    (served_lists / "profanity_word_list.json").write_text(json.dumps({"words": [" darn "]}))
     with pytest.raises(WordListError, match="verify_word_lists: false"):
-        load_word_lists(upstream)
-    assert load_word_lists(upstream, verify=False)["profanity_word_list.json"] == [" darn "]
-    (upstream / "cursed_substrings.json").write_text("not json")
+        load_word_lists(served_lists)
+    assert load_word_lists(served_lists, verify=False)["profanity_word_list.json"] == [" darn "]
+    (served_lists / "cursed_substrings.json").write_text("not json")
     with pytest.raises(WordListError, match="not a Zyda-1 word list"):
-        load_word_lists(upstream, verify=False)
-    (upstream / "cursed_substrings.json").unlink()
+        load_word_lists(served_lists, verify=False)
+    (served_lists / "cursed_substrings.json").unlink()
     with pytest.raises(WordListError, match="cursed_substrings.json not found"):
-        load_word_lists(upstream, verify=False)
+        load_word_lists(served_lists, verify=False)
 
 
 def test_codepoints_roundtrip_for_astral_and_surrogates() -> None:
