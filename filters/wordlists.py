@@ -3,7 +3,8 @@
 The project does not ship the lists. They come from a folder named in the manifest, or from
 Zyphra/Zyda_processing at a pinned commit, verified by sha256 and cached under the user cache
 dir (`$ZYDA_CACHE_DIR`, else `$XDG_CACHE_HOME/zyda`, else `~/.cache/zyda`). A file that does not
-match its sha256 is never used or cached.
+match its sha256 is never used or cached. With `HF_HUB_OFFLINE=1` or `ZYDA_OFFLINE=1` (how the
+project's tests and demo run) nothing is fetched over the network; file:// URLs still work.
 """
 
 from __future__ import annotations
@@ -49,6 +50,12 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def offline() -> bool:
+    """Whether network downloads are disabled (HF_HUB_OFFLINE=1 or ZYDA_OFFLINE=1)."""
+    return any(os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+               for name in ("HF_HUB_OFFLINE", "ZYDA_OFFLINE"))
+
+
 def _fetch(url: str) -> bytes:
     """GET `url` (https:// or file://)."""
     with urllib.request.urlopen(url, timeout=_TIMEOUT_S) as response:  # noqa: S310 - fixed, pinned URLs
@@ -88,6 +95,9 @@ def _read_folder(folder: Path, verify: bool) -> dict[str, list[str]]:
 
 def _download(name: str, base_url: str, target: Path, fetch: Fetch) -> None:
     url = base_url.rstrip("/") + "/" + name
+    if offline() and not url.startswith("file:"):
+        raise WordListError(f"the word list {name} is not cached and downloads are off (HF_HUB_OFFLINE / "
+                            f"ZYDA_OFFLINE is set). {_how_to_fix()}")
     try:
         data = fetch(url)
     except (urllib.error.URLError, OSError, ValueError) as exc:

@@ -205,12 +205,15 @@ def test_corrupt_cache_entry_is_downloaded_again(served_lists: Path) -> None:
     assert load_word_lists(base_url=served_lists.as_uri()) == load_word_lists(REFERENCE)
 
 
-def test_offline_without_cache(served_lists: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_offline_without_cache(served_lists: Path, caplog: pytest.LogCaptureFixture,
+                               monkeypatch: pytest.MonkeyPatch) -> None:
     def offline(url: str) -> bytes:
         raise OSError("network is unreachable")
 
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("ZYDA_OFFLINE", raising=False)
     with pytest.raises(WordListError, match="could not download .*word_lists_dir"):
-        load_word_lists(fetch=offline)
+        load_word_lists(base_url="https://example.invalid/lists/", fetch=offline)
     with pytest.raises(WordListError, match="word_lists_dir"):
         Zyda1Filter(word_lists_url=(served_lists / "missing").as_uri())
     optional = Zyda1Filter(word_lists_url=(served_lists / "missing").as_uri(), require_word_lists=False)
@@ -221,6 +224,16 @@ def test_offline_without_cache(served_lists: Path, caplog: pytest.LogCaptureFixt
     assert doc.metadata[FEATURES_KEY]["word_list_counts"] == {}
     with_lists = Zyda1Filter(word_lists_dir=REFERENCE)
     assert with_lists.filter(Document(text=text, id="x")) == (False, "word_list_fraction:cursed_substrings.json")
+
+
+def test_no_network_download_when_offline(served_lists: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def network(url: str) -> bytes:
+        raise AssertionError(f"fetched {url} although downloads are off")
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(WordListError, match="downloads are off"):
+        load_word_lists(fetch=network)
+    assert load_word_lists(base_url=served_lists.as_uri()) == load_word_lists(REFERENCE)  # file:// is local
 
 
 def test_folder_is_verified_unless_told_otherwise(served_lists: Path) -> None:
