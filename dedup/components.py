@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import posixpath
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -38,7 +39,10 @@ class ComponentsError(RuntimeError):
 
 # ---- single process --------------------------------------------------------------------------
 def components_single(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(nodes, roots) of every node with an edge, nodes ascending, root = smallest node of its component."""
+    """(nodes, roots) of every node with an edge (self-loops ignored, as in the distributed path),
+    nodes ascending, root = smallest node of its component."""
+    keep = u != v
+    u, v = u[keep], v[keep]
     nodes = np.unique(np.concatenate([u, v]))
     if nodes.size == 0:
         return nodes, nodes.copy()
@@ -156,7 +160,7 @@ def route_nodes(nodes: np.ndarray, roots: np.ndarray, partitions: int, route_by:
 
 # ---- drivers -----------------------------------------------------------------------------------
 def components_distributed(workdir: Workdir, edges_folder: str, scratch: str, labels_folder: str,
-                           partitions: int, route_by: str = "part", max_rounds: int = 200) -> dict[str, int]:
+                           partitions: int, route_by: str = "part", max_rounds: int = 200) -> dict[str, Any]:
     """Large-star / small-star rounds over `edges_folder` (directed edges partitioned by source node,
     `partitions` partitions) until the graph is a star forest; write (node, root) to `labels_folder`."""
     current, rounds = edges_folder, 0
@@ -183,11 +187,11 @@ def components_distributed(workdir: Workdir, edges_folder: str, scratch: str, la
     nodes = sum(map_jobs(label_task, [(workdir, current, labels_folder, q, partitions, route_by) for q in jobs]))
     if current != edges_folder:
         workdir.remove(current)
-    return {"rounds": rounds, "nodes": nodes}
+    return {"rounds": rounds, "nodes": nodes, "path": "distributed"}
 
 
 def components_in_process(workdir: Workdir, edges_folder: str, labels_folder: str, partitions: int,
-                          route_by: str = "part") -> dict[str, int]:
+                          route_by: str = "part") -> dict[str, Any]:
     """The fast path: read every edge partition, label with scipy, write labels like the distributed path."""
     tables = [read_partition(workdir, edges_folder, q, schema=EDGE_SCHEMA) for q in range(partitions)]
     edges = pa.concat_tables(tables)
@@ -195,4 +199,4 @@ def components_in_process(workdir: Workdir, edges_folder: str, labels_folder: st
     table = pa.table({"node": nodes, "root": roots}, schema=LABEL_SCHEMA)
     write_partitioned(workdir, labels_folder, "single", table, route_nodes(nodes, roots, partitions, route_by),
                       partitions)
-    return {"rounds": 0, "nodes": int(nodes.size)}
+    return {"rounds": 0, "nodes": int(nodes.size), "path": "in_process"}

@@ -95,8 +95,7 @@ class ComponentsStage(Stage):
         removed: Counter[str] = Counter()
         for result in results:
             removed.update(result["removed"])
-        extra = {**stats, "components": sum(r["components"] for r in results), "removed": dict(sorted(removed.items())),
-                 "path": "in_process" if stats["rounds"] == 0 else "distributed"}
+        extra = {**stats, "components": sum(r["components"] for r in results), "removed": dict(sorted(removed.items()))}
         log.info("%s: %d documents with duplicates in %d components (%s, %d rounds); policy %s removes %s",
                  self.stage_id, stats["nodes"], extra["components"], extra["path"], stats["rounds"],
                  self.params.policy, extra["removed"] or "nothing")

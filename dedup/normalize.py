@@ -78,11 +78,27 @@ _ZYDA1_PUNCT = str.maketrans("", "", string.punctuation)
 
 def normalize_zyda1(text: str) -> str:
     import ftfy
-    from nltk.tokenize import word_tokenize
 
     text = ftfy.fix_text(text, normalization="NFC").lower().translate(_ZYDA1_PUNCT)
     text = _WHITESPACE.sub(" ", text.strip())
-    return " ".join(word_tokenize(text, preserve_line=True))
+    return " ".join(treebank_words(text))
+
+
+# What NLTKWordTokenizer's rules still do once `string.punctuation` is gone: pad non-ASCII quotes
+# and dashes with spaces (STARTING_QUOTES, ENDING_QUOTES, the dash rule of PUNCTUATION; every other
+# quote, period and bracket rule needs an ASCII character), then split contractions.
+_TREEBANK_PADDED = re.compile("[«“‘„»”’\u2012-\u2015]")
+
+
+def treebank_words(text: str) -> list[str]:
+    """`nltk.word_tokenize(text, preserve_line=True)` for text without ASCII punctuation, ~10x faster:
+    only the rules that can still fire run, with nltk's own contraction regexes."""
+    from nltk.tokenize.destructive import NLTKWordTokenizer
+
+    text = " " + _TREEBANK_PADDED.sub(r" \g<0> ", text) + " "
+    for regexp in NLTKWordTokenizer.CONTRACTIONS2 + NLTKWordTokenizer.CONTRACTIONS3:
+        text = regexp.sub(r" \1 \2 ", text)
+    return text.split()
 
 
 def normalizer(kind: Normalization) -> Callable[[str], str] | None:
