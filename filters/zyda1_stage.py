@@ -39,7 +39,8 @@ class Zyda1Params(BaseModel):
 
     word_lists: Literal["required", "optional"] = Field(
         default="required", description="optional: without the lists, run the other rules and say so")
-    word_lists_dir: str | None = Field(default=None, description="folder with the four lists (${VAR} expanded)")
+    word_lists_dir: str | None = Field(default=None, description="folder with the four lists (${VAR} expanded; "
+                                                                 "empty: none)")
     word_lists_url: str = Field(default=UPSTREAM_BASE_URL, description="where to download missing lists from")
     verify_word_lists: bool = Field(default=True, description="check word_lists_dir files against the pinned sha256")
     keep_transformed: bool = Field(default=True, description="keep Zyda-1's transformed text (else the raw text)")
@@ -62,7 +63,7 @@ class Zyda1FilterStage(FilterStage):
     def _resolve_lists(self) -> dict[str, list[str]] | None:
         """The word lists, or None (with the reason kept) when they cannot be had; resolved once."""
         if not self._resolved:
-            folder = expand_env(self.params.word_lists_dir) if self.params.word_lists_dir else None
+            folder = expand_env(self.params.word_lists_dir or "") or None  # "${VAR:-}" unset: no folder
             try:
                 self._lists = load_word_lists(folder, self.params.word_lists_url, self.params.verify_word_lists)
             except WordListError as exc:

@@ -18,7 +18,7 @@ from datatrove.pipeline.filters import C4QualityFilter, FineWebQualityFilter, Go
 from filters.filter_stage import FEATURES_COLUMN
 from filters.language import LocalLanguageFilter, default_model_path
 from filters.zyda1 import Zyda1Scorer
-from filters.wordlists import load_word_lists
+from filters.wordlists import load_word_lists, word_lists_digest
 from pipeline.manifest import ManifestError, load_recipe
 from pipeline.runner import build_stages, run_recipe
 from pipeline.stage import Task
@@ -262,3 +262,20 @@ def test_metadata_threshold_checks_the_field_before_running(tmp_path: Path) -> N
                                     Task("fwe3-00000", "fwe3"))
     assert decision.kept["id"].to_pylist() == ["doc-0", "doc-2"]
     assert decision.dropped["reason"].to_pylist() == ["metadata:meta.score"]
+
+
+# ---- the recipes ---------------------------------------------------------------------------------
+@needs_lists
+def test_shipped_recipes_load_with_their_filter_stages(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ZYDA1_WORD_LISTS", str(REFERENCE))
+    repo = Path(__file__).resolve().parents[1] / "manifests"
+    zyda1 = load_recipe(repo / "zyda1.yaml")
+    assert [s.type for s in zyda1.recipe.stages][:2] == ["ingest", "zyda1_filter"]
+    assert sorted(zyda1.source_rank(), key=zyda1.source_rank().get) == [
+        "refinedweb", "pes2o", "arxiv", "c4_en", "pile_uncopyrighted", "slimpajama"]
+    stage = {s.stage_id: s for s, _ in build_stages(zyda1, Workdir("memory://zyda1-recipe"))}["zyda1"]
+    stage.validate()
+    assert stage.hash_extra() == {"word_lists": word_lists_digest(load_word_lists(REFERENCE))}
+    for name in ("zyda2.yaml", "sample.yaml"):
+        spec = next(s for s in load_recipe(repo / name).recipe.stages if s.type == "metadata_threshold")
+        assert spec.sources == ["fwe3"] and spec.params == {"field": "meta.int_score", "op": ">=", "value": 3}
