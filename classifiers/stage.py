@@ -249,8 +249,12 @@ class ClassifyStage(DocumentStage):
 
                 self._scorer = FastTextScorer(self._local, self.params.model.label, max_chars)
             else:
+                import torch
+
                 from classifiers.transformer import TransformerScorer
 
+                # as many intra-op threads as the actor has CPUs: more only fight each other
+                torch.set_num_threads(max(1, int(self.params.num_cpus)))
                 self._scorer = TransformerScorer(kind, self._local, max_chars, max_tokens or 512,
                                                  self.params.batch_size, self.params.device, self.params.dtype,
                                                  self.params.sort_by_length)

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from classifiers.fasttext_file import check_fasttext_file
 from classifiers.fasttext_scorer import FastTextScorer, preprocess
 from classifiers.keep import KeepRule
+from classifiers.locate import HubRef, local_model_file, parse_hub
 from classifiers.metrics import binary_metrics, roc_auc
 from classifiers.textsets import TextSetError
 from classifiers.tiny import spam_texts, wiki_texts
@@ -159,6 +160,27 @@ def test_scores_follow_dclm_preprocessing_and_handle_empty_and_huge_text(model):
     assert out["pred"].to_pylist()[0] == "hq" and scores[0] > 0.5
     with pytest.raises(StageError, match="no label 'nope'"):
         FastTextScorer(model, "nope")
+
+
+def test_model_urls_are_downloaded_once_into_the_cache(model, tmp_path, monkeypatch):
+    import fsspec
+
+    monkeypatch.setenv("ZYDA_MODEL_CACHE", str(tmp_path / "cache"))
+    with fsspec.open("memory://models/quality.bin", "wb") as handle:
+        handle.write(model.read_bytes())
+    first = local_model_file("memory://models/quality.bin")
+    assert first.read_bytes() == model.read_bytes() and first.is_relative_to(tmp_path / "cache")
+    fsspec.filesystem("memory").rm("/models/quality.bin")
+    assert local_model_file("memory://models/quality.bin") == first  # served from the cache
+    with pytest.raises(StageError, match="could not be downloaded"):
+        local_model_file("memory://models/other.bin")
+    assert parse_hub("hf://mlfoundations/fasttext-oh-eli5@main/dir/m.bin") == HubRef(
+        "mlfoundations/fasttext-oh-eli5", "main", "dir/m.bin")
+    with pytest.raises(StageError, match="names a repository"):
+        local_model_file("hf://owner/repo")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(StageError, match="HF_HUB_OFFLINE"):
+        local_model_file("hf://mlfoundations/not-cached-anywhere/model.bin")
 
 
 # ---- keep rules ------------------------------------------------------------------------------
