@@ -11,7 +11,7 @@ from typing import Callable
 
 # Modules that add subcommands through `register_cli(subparsers)`.
 CLI_MODULES: list[str] = ["pipeline.sample", "classifiers.cli", "pipeline.tokens_inspect", "pipeline.publish",
-                          "training.cli"]
+                          "training.cli", "filters.cli", "dedup.cli"]
 
 log = logging.getLogger("zyda")
 

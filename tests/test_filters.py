@@ -279,3 +279,19 @@ def test_shipped_recipes_load_with_their_filter_stages(monkeypatch: pytest.Monke
     for name in ("zyda2.yaml", "sample.yaml"):
         spec = next(s for s in load_recipe(repo / name).recipe.stages if s.type == "metadata_threshold")
         assert spec.sources == ["fwe3"] and spec.params == {"field": "meta.int_score", "op": ">=", "value": 3}
+
+
+@needs_lists
+def test_zyda_filter_command_runs_only_the_filter_stages(tmp_path: Path, corpus: Path) -> None:
+    from pipeline.cli import main
+
+    stages = [{"id": "ingest", "type": "ingest"}, ZYDA1, {"id": "tokens", "type": "tokenize",
+                                                          "params": {"tokenizer": "mistral-v0.1"}}]
+    recipe = write_recipe(tmp_path / "r", corpus, stages, sources=["zyda-1"])
+    workdir = tmp_path / "w"
+    run_recipe(load_recipe(recipe), str(workdir), stages=["ingest"], executor="local")
+    assert main(["filter", str(recipe), "--workdir", str(workdir), "--executor", "local"]) == 0
+    assert (workdir / "_state" / "zyda1" / "_stage.json").exists()
+    assert not (workdir / "_state" / "tokens").exists()
+    no_filters = write_recipe(tmp_path / "n", corpus, stages[:1], sources=["zyda-1"])
+    assert main(["filter", str(no_filters), "--workdir", str(workdir), "--executor", "local"]) == 2
