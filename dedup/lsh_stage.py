@@ -21,7 +21,7 @@ from dedup.config import MinHashConfig
 from dedup.keys_stage import ID_SCHEMA, KEY_SCHEMA
 from dedup.lsh import group_buckets, star_edges, verified_edges
 from dedup.shuffle import partition_dirs, read_partition, write_partitioned
-from dedup.upstream import KEY_STAGE_TYPES, read_meta, upstream_stage, write_meta
+from dedup.upstream import KEY_STAGE_TYPES, fetch_texts, node_location, read_meta, upstream_stage, write_meta
 from pipeline.registry import register_stage
 from pipeline.stage import Stage, StageError, Task, TaskResult
 
@@ -105,11 +105,6 @@ class LshStage(Stage):
                                                  "largest_bucket": largest, **totals})
 
 
-def node_location(meta: dict[str, Any], node: int) -> str:
-    part = meta["parts"][node >> 32]
-    return f"{part['path']} row {node & 0xFFFFFFFF}"
-
-
 def check_unique_ids(ids: pa.Table, meta: dict[str, Any]) -> None:
     """Ids with the same hash land in the same partition: any id seen twice is reported with both places."""
     if ids.num_rows == 0:
@@ -123,14 +118,3 @@ def check_unique_ids(ids: pa.Table, meta: dict[str, Any]) -> None:
     places = "; ".join(node_location(meta, n) for n in sorted(nodes)[:3])
     raise StageError(f"duplicate document id {first!r} ({repeated.num_rows} ids repeated in this partition alone): "
                      f"found at {places}. Ids must be unique: fix the source or its ingest")
-
-
-def fetch_texts(workdir: Any, meta: dict[str, Any], nodes: np.ndarray) -> pa.Array:
-    """Texts of `nodes` (ascending), read part by part (only the text column, one part at a time)."""
-    chunks = []
-    ordinals = nodes >> 32
-    for ordinal in np.unique(ordinals):
-        rows = (nodes[ordinals == ordinal] & 0xFFFFFFFF).astype(np.int64)
-        texts = workdir.read_table(workdir.path(meta["parts"][int(ordinal)]["path"]), ["text"])["text"]
-        chunks.append(texts.take(pa.array(rows)).combine_chunks().cast(pa.large_string()))
-    return pa.chunked_array(chunks, type=pa.large_string()) if chunks else pa.chunked_array([], pa.large_string())

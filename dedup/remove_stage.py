@@ -85,6 +85,12 @@ class DedupRemoveStage(DocumentStage):
                              f"changed since {components['keys_stage']!r} ran")
         return result
 
+    def report_section(self) -> str | None:
+        """The dedup summary (clusters, removals by source and duplicate-of source, largest clusters)."""
+        from dedup.report import dedup_summary, summary_markdown
+
+        return summary_markdown(dedup_summary(self.workdir, self.components_stage))
+
     def process(self, table: pa.Table, task: Task) -> BatchDecision:
         assert self._removed is not None
         ids, duplicate_of = self._removed

@@ -11,6 +11,9 @@ from __future__ import annotations
 import posixpath
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+
 from pipeline.stage import StageContext, StageError
 from pipeline.workdir import Workdir
 
@@ -51,3 +54,19 @@ def read_meta(workdir: Workdir, stage_id: str, reader: str) -> dict[str, Any]:
         raise StageError(f"stage {reader!r} reads stage {stage_id!r}, which has not finished in {workdir.url}; "
                          f"run it first")
     return workdir.read_json(path)
+
+
+def node_location(meta: dict[str, Any], node: int) -> str:
+    part = meta["parts"][node >> 32]
+    return f"{part['path']} row {node & 0xFFFFFFFF}"
+
+
+def fetch_texts(workdir: Workdir, meta: dict[str, Any], nodes: np.ndarray) -> pa.Array:
+    """Texts of `nodes` (ascending), read part by part (only the text column, one part at a time)."""
+    chunks = []
+    ordinals = nodes >> 32
+    for ordinal in np.unique(ordinals):
+        rows = (nodes[ordinals == ordinal] & 0xFFFFFFFF).astype(np.int64)
+        texts = workdir.read_table(workdir.path(meta["parts"][int(ordinal)]["path"]), ["text"])["text"]
+        chunks.append(texts.take(pa.array(rows)).combine_chunks().cast(pa.large_string()))
+    return pa.chunked_array(chunks, type=pa.large_string()) if chunks else pa.chunked_array([], pa.large_string())

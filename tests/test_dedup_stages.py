@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -194,3 +194,24 @@ def test_library_entry_point_rejects_bad_tables():
                         ranks=RANKS, policy="keep_one")
     assert empty["removed"].to_pylist() == [False, True, False]  # two empty texts are identical
     assert pc.all(pc.equal(empty["component"], pa.array(["e1", "e1", "w"]))).as_py()
+
+
+def test_dedup_report(workdir, capsys):
+    from dedup.report import dedup_summary
+    from pipeline.cli import main
+
+    summary = dedup_summary(str(workdir), "components", top=2)
+    removed = table(workdir / "removed" / "dedup")
+    assert summary["removed_total"] == removed.num_rows
+    assert summary["removed"] == dict(sorted(Counter(removed["source"].to_pylist()).items()))
+    assert sum(r["documents"] for r in summary["removed_by_duplicate_of_source"]) == removed.num_rows
+    assert sum(summary["cluster_sizes"].values()) == summary["clusters"] > 0
+    sizes = [c["size"] for c in summary["largest_clusters"]]
+    assert len(sizes) == 2 and sizes == sorted(sizes, reverse=True)
+    biggest = summary["largest_clusters"][0]
+    assert sum(biggest["sources"].values()) == biggest["size"]
+    assert all(example["snippet"] for example in biggest["examples"])
+    assert main(["dedup-report", str(workdir), "--stage", "dedup", "--top", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "## components" in out and "| removed from | duplicate of | documents |" in out and "Largest clusters" in out
+    assert main(["dedup-report", str(workdir), "--stage", "ingest"]) == 2
