@@ -25,7 +25,11 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# Run as a script, this folder would come first on sys.path and its files (filters.py, tokenize.py)
+# would shadow the `filters` package and the standard library: import from the repository instead.
+_BENCH_DIR = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _BENCH_DIR]
+sys.path.insert(0, str(_BENCH_DIR.parent))
 
 from datatrove.data import Document  # noqa: E402
 from datatrove.pipeline.filters import GopherQualityFilter  # noqa: E402
