@@ -60,7 +60,7 @@ def test_ddp_and_fsdp_train_the_same_model_and_fsdp_resumes_exactly(tmp_path):
     rng = np.random.default_rng(0)
     data = write_token_workdir(tmp_path / "data", {"a": synthetic_documents(0, 60, rng), "b": synthetic_documents(1, 60, rng)},
                                docs_per_shard=15, vocab_size=2048)
-    mp.spawn(_worker, args=(2, free_port(), str(data), str(tmp_path)), nprocs=2)
+    mp.start_processes(_worker, args=(2, free_port(), str(data), str(tmp_path)), nprocs=2, start_method="fork")
     runs = json.loads((tmp_path / "histories.json").read_text())
     ddp = [r["loss"] for r in runs["ddp"]]
     fsdp = [r["loss"] for r in runs["fsdp"]]
