@@ -4,6 +4,10 @@ Presets (the published settings they reproduce):
 - `zyda2`: character 25-grams of the raw text, 8 bands x 16 rows (NeMo Curator, as run for Zyda-2).
 - `zyda1`: Zyda-1 normalization, word 13-grams, 32 bands x 4 rows.
 - `datatrove`: simple normalization, word 5-grams, 14 bands x 8 rows (datatrove's defaults).
+
+Permutations default to `affine64` (datasketch 2.0's scheme on already avalanche-mixed shingle
+hashes): on character 25-grams it signs ~4x faster than the exact `mersenne61` universal family,
+and the detection rates of both follow the S-curve (tests/test_dedup_accuracy.py).
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ class MinHashConfig:
     normalize: Normalization
     bands: int
     rows: int
-    permutation: Literal["mersenne61", "affine64"] = "mersenne61"
+    permutation: Literal["mersenne61", "affine64"] = "affine64"
     shingle_hash: Literal["poly61", "xxh64"] = "poly61"
     seed: int = 0
 
@@ -104,7 +108,8 @@ class MinHashSettings(BaseModel):
     bands: int | None = Field(default=None, ge=1, le=1024)
     rows: int | None = Field(default=None, ge=1, le=1024)
     num_hashes: int | None = Field(default=None, ge=1, description="must equal bands x rows when given")
-    permutation: Literal["mersenne61", "affine64"] = "mersenne61"
+    permutation: Literal["mersenne61", "affine64"] = Field(
+        default="affine64", description="affine64: a*h+b mod 2^64, odd a (fast); mersenne61: (a*h+b) mod 2^61-1")
     shingle_hash: Literal["poly61", "xxh64"] = Field(
         default="poly61", description="poly61: compiled rolling hash; xxh64: xxhash of each shingle's text")
     seed: int | None = Field(default=None, description="default: the recipe's seed")

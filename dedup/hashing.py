@@ -12,8 +12,9 @@ the MurmurHash3 avalanche so the permutations see well-mixed 61-bit values.
 A document with fewer than `k` units has one shingle: all its units.
 
 Permutations: `mersenne61` is the universal family (a*h + b) mod (2^61 - 1) computed exactly
-with 32-bit limbs; `affine64` is a*h + b mod 2^64 with odd `a` (datasketch 2.0's default scheme):
-faster, bijective, empirically as accurate.
+with 32-bit limbs (vectorizes; a 128-bit product does not, and measured slower); `affine64`
+(the default) is a*h + b mod 2^64 with odd `a` (datasketch 2.0's scheme): ~4x faster, bijective,
+and as accurate on these avalanche-mixed shingle hashes (tests/test_dedup_accuracy.py).
 """
 
 from __future__ import annotations

@@ -16,11 +16,12 @@ from dedup.synthetic import planted_corpus
 EDITS = {"zyda2": (0.0, 0.05), "datatrove": (0.0, 0.12), "zyda1": (0.0, 0.12)}
 
 
-@pytest.mark.parametrize("preset", ["zyda2", "datatrove", "zyda1"])
-def test_detection_rate_follows_the_s_curve(preset):
+@pytest.mark.parametrize("preset,permutation", [("zyda2", "affine64"), ("datatrove", "affine64"),
+                                                ("zyda1", "affine64"), ("datatrove", "mersenne61")])
+def test_detection_rate_follows_the_s_curve(preset, permutation):
     corpus = planted_corpus(originals=260, duplicates=260, edit_range=EDITS[preset], seed=11, min_chars=1500)
-    config = preset_config(preset)
-    result = fuzzy_dedup(corpus.table, preset=preset, policy="keep_one", partitions=3)
+    config = preset_config(preset, permutation=permutation)
+    result = fuzzy_dedup(corpus.table, preset=preset, policy="keep_one", partitions=3, permutation=permutation)
     component = dict(zip(result["id"].to_pylist(), result["component"].to_pylist()))
     texts = dict(zip(corpus.table["id"].to_pylist(), corpus.table["text"].to_pylist()))
     sets = shingle_sets(pa.array([texts[a] for a, _ in corpus.pairs] + [texts[b] for _, b in corpus.pairs]), config)
