@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import pickle
 from pathlib import Path
 
 import orjson
@@ -113,6 +114,7 @@ def test_recipe_with_language_zyda1_and_int_score(tmp_path: Path, corpus: Path) 
 
 
 @needs_lists
+@pytest.mark.slow
 def test_ray_run_is_byte_identical_to_local(tmp_path: Path, corpus: Path, ray_local) -> None:
     stages = [{"id": "ingest", "type": "ingest"}, LANG, ZYDA1]
     recipe_path = write_recipe(tmp_path / "r", corpus, stages, sources=["zyda-1"])
@@ -120,6 +122,19 @@ def test_ray_run_is_byte_identical_to_local(tmp_path: Path, corpus: Path, ray_lo
     run_recipe(load_recipe(recipe_path), str(tmp_path / "ray"), executor="ray")
     for stage in ("lang", "zyda1", "removed"):
         assert tree_bytes(tmp_path / "ray", stage) == tree_bytes(tmp_path / "local", stage)
+
+
+@needs_lists
+def test_stages_survive_pickling_to_workers(tmp_path: Path) -> None:
+    """What Ray does with a stage: pickle it on the driver (after validate), run it elsewhere."""
+    texts = [ENGLISH[3], FRENCH[2], "short", ENGLISH[4] + "\n" + "=" * 40 + "-" * 40]
+    for spec in (ZYDA1, LANG, {"id": "gq", "type": "gopher_quality"}):
+        stage = _stage(tmp_path / spec["id"], spec)
+        here = stage.process(_batch(texts), Task("dclm-00000", "dclm"))
+        shipped = pickle.loads(pickle.dumps(stage))
+        assert shipped._filter is None and not shipped._is_setup
+        there = shipped.process(_batch(texts), Task("dclm-00000", "dclm"))
+        assert there.kept.equals(here.kept) and there.dropped.equals(here.dropped)
 
 
 # ---- word lists at start-up --------------------------------------------------------------------
