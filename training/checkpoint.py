@@ -115,6 +115,8 @@ def load_checkpoint(
         raise CheckpointError(f"{path} was written by {meta['world_size']} processes, this run has "
                               f"{env.world_size}; the data-loader positions are per rank")
     rank_file = path / f"rank-{env.rank:05d}.pt"
+    if not rank_file.is_file() or not (path / "model_optim.pt").is_file():
+        raise CheckpointError(f"{path} lacks model_optim.pt or {rank_file.name}; it is not a complete checkpoint")
     states = torch.load(path / "model_optim.pt", map_location="cpu", weights_only=False)
     set_state_dict(model, optimizer, model_state_dict=states["model"], optim_state_dict=states["optimizer"],
                    options=StateDictOptions(full_state_dict=True))

@@ -63,9 +63,8 @@ class TokenManifest:
         if not workdir.exists(path):
             raise DataError(f"{path}: no token manifest; run the tokenize stage on this workdir first")
         raw = workdir.read_json(path)
-        where = f"{path}"
         if raw.get("version") != 1:
-            raise DataError(f"{where}: unsupported manifest version {raw.get('version')!r} (expected 1)")
+            raise DataError(f"{path}: unsupported manifest version {raw.get('version')!r} (expected 1)")
         try:
             tokenizer = raw["tokenizer"]
             shards = tuple(
@@ -74,14 +73,14 @@ class TokenManifest:
             sources = raw["sources"]
             vocab_size, eos_id = int(tokenizer["vocab_size"]), int(tokenizer["eos_id"])
         except (KeyError, TypeError) as exc:
-            raise DataError(f"{where}: missing or malformed field {exc}") from None
+            raise DataError(f"{path}: missing or malformed field {exc}") from None
         unknown = sorted({s.source for s in shards} - set(sources))
         if unknown:
-            raise DataError(f"{where}: shards of sources {unknown} have no entry under `sources`")
+            raise DataError(f"{path}: shards of sources {unknown} have no entry under `sources`")
         if weights is not None:
             missing = sorted(set(weights) - set(sources))
             if missing:
-                raise DataError(f"data.weights names sources {missing} that {where} does not have ({sorted(sources)})")
+                raise DataError(f"data.weights names sources {missing} that {path} does not have ({sorted(sources)})")
             mass = {s: float(weights.get(s, 0.0)) * sources[s]["tokens"] for s in sources}
             total = sum(mass.values())
             shares = {s: m / total if total else 0.0 for s, m in mass.items()}
@@ -89,7 +88,7 @@ class TokenManifest:
             shares = {s: float(v.get("share", 0.0)) for s, v in sources.items()}
         shares = {s: p for s, p in shares.items() if p > 0 and sources[s]["documents"] > 0}
         if not shares:
-            raise DataError(f"{where}: no source has both documents and a positive mixture share")
+            raise DataError(f"{path}: no source has both documents and a positive mixture share")
         mean = {s: sources[s]["tokens"] / sources[s]["documents"] for s in shares}
         return cls(workdir, vocab_size, eos_id, shards, shares, mean)
 

@@ -29,7 +29,7 @@ def local_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: fl
                 torch.full((batch, heads, queries), float("-inf"), device=q.device))
     group = heads // k.shape[1]
     scale = 1.0 / math.sqrt(dim) if scale is None else scale
-    qg = q.float().view(batch, k.shape[1], group * queries, dim)  # query heads of one kv head together
+    qg = q.float().reshape(batch, k.shape[1], group * queries, dim)  # query heads of one kv head together
     scores = (qg @ k.float().transpose(-1, -2)) * scale
     lse = torch.logsumexp(scores, dim=-1)
     out = torch.exp(scores - lse[..., None]) @ v.float()
