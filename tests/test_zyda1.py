@@ -253,3 +253,15 @@ def test_codepoints_roundtrip_for_astral_and_surrogates() -> None:
     text = "a\U0001F600\ud800z"
     assert as_codepoints(text).tolist() == [ord(c) for c in text]
     assert np.asarray(as_codepoints("")).size == 0
+
+
+@needs_reference
+def test_runs_as_a_datatrove_pipeline_step(word_lists: dict[str, list[str]], oracle: list[dict]) -> None:
+    rows = oracle[:200]
+    step = Zyda1Filter(word_lists=word_lists)
+    kept = list(step.run(iter(Document(text=r["text"], id=r["id"]) for r in rows)))
+    assert [d.id for d in kept] == [r["id"] for r in rows if r["keep"]]
+    stats = step.stats.to_dict()["stats"]
+    assert stats["dropped"] == sum(not r["keep"] for r in rows)
+    for reason in {r["drop_reason"] for r in rows if not r["keep"]}:
+        assert stats[f"dropped_{reason}"] == sum(r["drop_reason"] == reason for r in rows)
