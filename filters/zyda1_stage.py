@@ -98,3 +98,13 @@ class Zyda1FilterStage(FilterStage):
         result = super().run_task(task)
         result.extra["word_lists"] = "used" if self._resolve_lists() is not None else "skipped"
         return result
+
+    def report_section(self) -> str | None:
+        from pipeline.runner import task_markers
+
+        states = {m.get("extra", {}).get("word_lists") for m in task_markers(self.workdir, self.stage_id).values()}
+        if "skipped" in states:
+            return ("**The Zyda-1 word-list rules were skipped** in this run (`word_lists: optional` and the "
+                    "lists were unavailable): no document was dropped for profanity, sexual or Chinese spam "
+                    "words or cursed substrings. Give `word_lists_dir:` or allow the pinned download to apply them.")
+        return "The Zyda-1 word-list rules were applied (pinned, sha256-verified lists)."

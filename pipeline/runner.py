@@ -106,10 +106,10 @@ def _finished_summary(workdir: Workdir, stage: Stage, config_hash: str, force: b
 
 
 def _task_marker_hashes(workdir: Workdir, stage_id: str) -> set[str]:
-    return {m["config_hash"] for m in _task_markers(workdir, stage_id).values()}
+    return {m["config_hash"] for m in task_markers(workdir, stage_id).values()}
 
 
-def _task_markers(workdir: Workdir, stage_id: str) -> dict[str, dict[str, Any]]:
+def task_markers(workdir: Workdir, stage_id: str) -> dict[str, dict[str, Any]]:
     folder = workdir.state_dir(stage_id)
     if not workdir.exists(folder):
         return {}
@@ -131,7 +131,7 @@ def run_stage(stage: Stage, config_hash: str, runner: LocalExecutor | RayExecuto
     ids = [t.task_id for t in tasks]
     if len(set(ids)) != len(ids):
         raise StageError(f"stage {stage.stage_id!r} planned duplicate task ids")
-    markers = {k: m for k, m in _task_markers(workdir, stage.stage_id).items()
+    markers = {k: m for k, m in task_markers(workdir, stage.stage_id).items()
                if m["config_hash"] == config_hash and k in set(ids)}
     pending = [t for t in tasks if t.task_id not in markers]
     if markers:
@@ -188,7 +188,7 @@ def stage_status(workdir: Workdir) -> list[dict[str, Any]]:
     recipe = load_workdir_recipe(workdir)
     rows = []
     for spec in recipe.recipe.stages:
-        markers = _task_markers(workdir, spec.id)
+        markers = task_markers(workdir, spec.id)
         marker_path = workdir.stage_marker(spec.id)
         finished = workdir.read_json(marker_path) if workdir.exists(marker_path) else None
         rows.append({"stage": spec.id, "type": spec.type, "tasks_done": len(markers),

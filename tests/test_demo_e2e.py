@@ -35,6 +35,8 @@ def test_make_demo_finishes_every_stage(demo):
             assert stats["docs_in"] == stats["docs_out"] + sum(stats["dropped"].values()), (stage["id"], source)
     report = (workdir / "report" / "report.md").read_text()
     assert "| ingest | dclm |" in report and (workdir / "report" / "report.html").exists()
+    # The demo runs offline without the Zyda-1 word lists: the report must say those rules were off.
+    assert "word-list rules were skipped" in report
 
 
 @pytest.mark.e2e
