@@ -32,6 +32,9 @@ test-slow: install
 
 demo: install
 	HF_HUB_OFFLINE=1 $(ZYDA) sample build $(DEMO_DIR)/sample --scale $(SAMPLE_SCALE)
+	$(ZYDA) classifier train --positive $(DEMO_DIR)/sample/classifier_train/positive.jsonl \
+		--negative $(DEMO_DIR)/sample/classifier_train/negative.jsonl \
+		--output $(DEMO_DIR)/sample/models/quality_fasttext.bin --dim 32 --bucket 100000 --epoch 20
 	HF_HUB_OFFLINE=1 ZYDA_SAMPLE_DIR=$(DEMO_DIR)/sample $(ZYDA) run manifests/sample.yaml --workdir $(DEMO_DIR)/work
 	@echo "demo outputs: $(DEMO_DIR)/work   report: $(DEMO_DIR)/work/report/report.html"
 

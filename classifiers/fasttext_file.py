@@ -9,6 +9,7 @@ even for a multi-GB model, on the driver before any task starts.
 
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ FASTTEXT_MAGIC = 793712314
 _ARGS_BYTES = 12 * 4 + 8  # dim ws epoch minCount neg wordNgrams loss model bucket minn maxn lrUpdateRate, t
 _PQ_KSUB = 256
 _LABEL_ENTRY = 1
+_DICT_CHUNK = 2**20
 
 
 class _Reader:
@@ -38,18 +40,23 @@ class _Reader:
     def skip(self, n: int) -> None:
         self.handle.seek(n, 1)
 
-    def cstring(self) -> bytes:
-        parts = []
-        while True:
-            chunk = self.handle.read(256)
-            if not chunk:
-                raise StageError(f"{self.path} is not a complete fastText model: it ends inside the dictionary")
-            end = chunk.find(b"\0")
-            if end >= 0:
-                parts.append(chunk[:end])
-                self.handle.seek(end + 1 - len(chunk), 1)
-                return b"".join(parts)
-            parts.append(chunk)
+    def dictionary_labels(self, entries: int) -> list[str]:
+        """Walk the dictionary (per entry: name, NUL, int64 count, int8 type) in 1 MiB reads."""
+        labels: list[str] = []
+        buf, pos = b"", 0
+        for _ in range(entries):
+            end = buf.find(b"\0", pos)
+            while end < 0 or end + 10 > len(buf):
+                more = self.handle.read(_DICT_CHUNK)
+                if not more:
+                    raise StageError(f"{self.path} is not a complete fastText model: it ends inside the dictionary")
+                buf, pos = buf[pos:] + more, 0
+                end = buf.find(b"\0")
+            if buf[end + 9] == _LABEL_ENTRY:
+                labels.append(buf[pos:end].decode("utf-8", "replace"))
+            pos = end + 10
+        self.handle.seek(pos - len(buf), 1)  # hand back what was read past the dictionary
+        return labels
 
 
 def _skip_product_quantizer(r: _Reader) -> None:
@@ -85,7 +92,13 @@ class FastTextHeader:
 
 def check_fasttext_file(path: Path) -> FastTextHeader:
     """Raise StageError unless `path` is a complete fastText model; return its header and labels."""
-    size = path.stat().st_size
+    stat = path.stat()
+    return _check(path, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _check(path: Path, size: int, _mtime_ns: int) -> FastTextHeader:
+    """One walk per file version and process (the driver checks, hashes and loads the same file)."""
     with open(path, "rb") as handle:
         r = _Reader(handle, path)
         if size < 8 or r.unpack("i")[0] != FASTTEXT_MAGIC:
@@ -95,12 +108,7 @@ def check_fasttext_file(path: Path) -> FastTextHeader:
         r.skip(_ARGS_BYTES - 9 * 4)
         entries, nwords, _nlabels = r.unpack("3i")
         _ntokens, prune_size = r.unpack("2q")
-        labels = []
-        for _ in range(entries):
-            name = r.cstring()
-            _count, entry_type = r.unpack("qb")
-            if entry_type == _LABEL_ENTRY:
-                labels.append(name.decode("utf-8", "replace"))
+        labels = r.dictionary_labels(entries)
         r.skip(8 * max(prune_size, 0))
         (quant_input,) = r.unpack("?")
         _skip_matrix(r, quant_input)

@@ -176,9 +176,11 @@ class ClassifyStage(DocumentStage):
     def validate(self) -> None:
         where = f"stage {self.stage_id}"
         try:
-            path, _ = self._resolve()
+            self.model_sha256()
         except StageError as exc:
             raise StageError(f"{where}: {exc}") from None
+        assert self._local is not None
+        path = self._local
         labels, roles = self._model_outputs(path)
         if self.params.model.kind == "fasttext":
             from classifiers.fasttext_scorer import short_label
@@ -230,6 +232,8 @@ class ClassifyStage(DocumentStage):
 
     def setup(self) -> None:
         """Make the model local on this node and check it is the one the driver hashed."""
+        if self._local is not None:  # resolved in this process already (driver, local executor)
+            return
         expected = self._sha256
         self._local, digest = self._resolve()
         if expected is not None and digest != expected:

@@ -3,9 +3,9 @@
 Tests and benches need the real loading code paths without downloading DeBERTa-v3-base, so these
 write the same files the Hub repos hold, only small:
 - `nvidia/quality-classifier-deberta`: config.json {base_model, fc_dropout, id2label, label2id,
-  max_len}, model.safetensors of `QualityModel`, tokenizer files; `base_model` is a folder with a
-  DeBERTa-v2 config.json and its tokenizer (a Unigram tokenizer trained on the given texts, the
-  kind DeBERTa-v3's sentencepiece model is).
+  max_len}, model.safetensors of `QualityModel`, spm.model + tokenizer_config.json; `base_model`
+  is a folder with a DeBERTa-v2 config.json and the same tokenizer files (a unigram sentencepiece
+  model trained on the given texts, with DeBERTa-v3's special pieces).
 - `HuggingFaceFW/fineweb-edu-classifier`: a BERT `AutoModelForSequenceClassification` with one
   regression output and a WordPiece tokenizer.
 `hidden` and `layers` scale them up to the published shapes for GPU throughput measurements.
@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import io
 import json
 import random
+import shutil
 from pathlib import Path
 from typing import Iterable
 
 NEMO_LABELS = {0: "High", 1: "Medium", 2: "Low"}
-_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+_BERT_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 _SPAM_WORDS = ("buy cheap best price click here free offer casino bonus win now limited deal subscribe "
                "login cookie policy privacy terms home menu share download viagra replica pharmacy").split()
 
@@ -54,39 +56,46 @@ def spam_texts(count: int, seed: int = 0) -> list[str]:
     return docs
 
 
-def _unigram_vocab(texts: Iterable[str], vocab_size: int) -> list[tuple[str, float]]:
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+DEBERTA_TOKENIZER_FILES = ("spm.model", "tokenizer_config.json")
+"""What microsoft/deberta-v3-base and nvidia/quality-classifier-deberta ship as their tokenizer."""
 
-    tokenizer = Tokenizer(models.Unigram())
-    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
-    trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=_SPECIALS, unk_token="[UNK]",
-                                      show_progress=False)
-    tokenizer.train_from_iterator(texts, trainer)
-    return [(piece, float(score)) for piece, score in json.loads(tokenizer.to_str())["model"]["vocab"]]
+
+def _sentencepiece(texts: Iterable[str], vocab_size: int) -> bytes:
+    """A unigram sentencepiece model with DeBERTa-v3's special pieces and ids."""
+    import sentencepiece as spm
+
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(texts), model_writer=model, vocab_size=vocab_size, model_type="unigram",
+        pad_id=0, bos_id=1, eos_id=2, unk_id=3, pad_piece="[PAD]", bos_piece="[CLS]", eos_piece="[SEP]",
+        unk_piece="[UNK]", user_defined_symbols=["[MASK]"], num_threads=1, minloglevel=2)
+    return model.getvalue()
 
 
 def build_deberta_base(folder: Path, texts: list[str], hidden: int = 32, layers: int = 2, heads: int = 2,
-                       intermediate: int | None = None, vocab_size: int = 400, init_range: float = 0.5) -> Path:
-    """A DeBERTa-v3-shaped base model folder: config.json and tokenizer, no weights needed."""
-    from transformers import DebertaV2Config, DebertaV2Tokenizer
+                       intermediate: int | None = None, vocab_size: int = 400, init_range: float = 0.5,
+                       embedding_rows: int | None = None) -> Path:
+    """A DeBERTa-v3-shaped base model folder: config.json and an spm.model tokenizer, no weights.
+    `embedding_rows` sizes the embedding table beyond the tokenizer (DeBERTa-v3: 128100)."""
+    from transformers import DebertaV2Config
 
     folder.mkdir(parents=True, exist_ok=True)
-    tokenizer = DebertaV2Tokenizer(vocab=_unigram_vocab(texts, vocab_size))
-    tokenizer.model_max_length = 1024
-    tokenizer.save_pretrained(folder)
-    DebertaV2Config(vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=layers,
+    (folder / "spm.model").write_bytes(_sentencepiece(texts, vocab_size))
+    (folder / "tokenizer_config.json").write_text(json.dumps(
+        {"tokenizer_class": "DebertaV2Tokenizer", "do_lower_case": False, "vocab_type": "spm",
+         "model_max_length": 1024}, indent=1))
+    DebertaV2Config(vocab_size=embedding_rows or vocab_size, hidden_size=hidden, num_hidden_layers=layers,
                     num_attention_heads=heads, intermediate_size=intermediate or 4 * hidden,
                     max_position_embeddings=512, relative_attention=True, position_buckets=256,
                     pos_att_type=["p2c", "c2p"], position_biased_input=False, norm_rel_ebd="layer_norm",
                     max_relative_positions=-1, share_att_key=True, type_vocab_size=0,
-                    initializer_range=init_range, pad_token_id=tokenizer.pad_token_id).save_pretrained(folder)
+                    initializer_range=init_range, pad_token_id=0).save_pretrained(folder)
     return folder
 
 
 def build_nemo_quality(folder: Path, texts: list[str], seed: int = 0, **base_kwargs) -> Path:
     """`folder/` in the layout of nvidia/quality-classifier-deberta, random weights (seeded)."""
     import torch
-    from transformers import AutoTokenizer
 
     from classifiers.transformer import QualityModel
 
@@ -96,7 +105,8 @@ def build_nemo_quality(folder: Path, texts: list[str], seed: int = 0, **base_kwa
     torch.manual_seed(seed)
     model = QualityModel(config)
     model.save_pretrained(folder / "model", config=config)
-    AutoTokenizer.from_pretrained(base).save_pretrained(folder / "model")
+    for name in DEBERTA_TOKENIZER_FILES:
+        shutil.copy(base / name, folder / "model" / name)
     return folder / "model"
 
 
@@ -112,7 +122,7 @@ def build_fineweb_edu(folder: Path, texts: list[str], hidden: int = 32, layers: 
     wordpiece = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     wordpiece.normalizer = normalizers.BertNormalizer(lowercase=True)
     wordpiece.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    wordpiece.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=400, special_tokens=_SPECIALS,
+    wordpiece.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=400, special_tokens=_BERT_SPECIALS,
                                                                     show_progress=False))
     vocab = dict(sorted(wordpiece.get_vocab().items(), key=lambda item: item[1]))
     tokenizer = BertTokenizer(vocab=vocab, do_lower_case=True)

@@ -178,3 +178,16 @@ def _fasttext_version() -> str:
         return "fasttext-numpy2-wheel " + version("fasttext-numpy2-wheel")
     except PackageNotFoundError:
         return "fasttext"
+
+
+SAMPLE_MODEL = Path("models") / "quality_fasttext.bin"
+SAMPLE_OPTIONS = TrainOptions(dim=32, bucket=100_000, epoch=20)
+"""The demo's classifier, as `make demo` trains it (keep in step with the Makefile's flags)."""
+
+
+def train_sample_classifier(sample_dir: Path) -> TrainResult:
+    """Train the model manifests/sample.yaml uses from a built sample's classifier_train/ sets
+    (for tests and scripts that run the sample recipe past ingest without `make demo`)."""
+    sets = sample_dir / "classifier_train"
+    return train_classifier([str(sets / "positive.jsonl")], [str(sets / "negative.jsonl")],
+                            sample_dir / SAMPLE_MODEL, SAMPLE_OPTIONS)

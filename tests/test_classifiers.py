@@ -321,3 +321,31 @@ def test_model_path_expands_environment_and_pins_sha256(tmp_path, corpus, model,
     recipe = load_recipe(_recipe(tmp_path / "r2", corpus, model, model=spec))
     with pytest.raises(StageError, match="the recipe pins"):
         run_recipe(recipe, str(tmp_path / "w2"), executor="local")
+
+
+def test_sample_recipe_quality_stage_drops_the_planted_spam(tmp_path, monkeypatch):
+    """The demo's classify stage, as manifests/sample.yaml declares it, on a built sample."""
+    import yaml
+
+    from classifiers.train import train_sample_classifier
+    from pipeline.sample import build_sample
+
+    repo = Path(__file__).resolve().parents[1]
+    sample = tmp_path / "sample"
+    build_sample(sample, seed=3, scale=0.1)
+    card = train_sample_classifier(sample).card
+    assert card["heldout_metrics"]["f1"] > 0.9
+    demo = yaml.safe_load((repo / "manifests" / "sample.yaml").read_text())
+    quality = next(s for s in demo["stages"] if s["type"] == "classify")
+    recipe = {**demo, "sources": [{"manifest": str(repo / "manifests" / s["manifest"])} for s in demo["sources"]],
+              "stages": [{"id": "ingest", "type": "ingest"}, quality]}
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    monkeypatch.setenv("ZYDA_SAMPLE_DIR", str(sample))
+    run_recipe(load_recipe(tmp_path / "recipe.yaml"), str(tmp_path / "work"), executor="local")
+    truth = dict(zip(*pq.read_table(sample / "ground_truth.parquet", columns=["id", "kind"]).to_pydict().values()))
+    dropped = {i for s in quality["sources"] for i in _read(tmp_path / "work" / "removed" / "quality" / s)["id"].to_pylist()}
+    scored = {i for s in quality["sources"] for i in truth if i.startswith(s + "-")}
+    planted = {i for i in scored if truth[i] in ("spam", "boilerplate")}
+    originals = {i for i in scored if truth[i] == "original"}
+    assert planted and len(planted & dropped) >= 0.9 * len(planted)
+    assert len(originals & dropped) <= 0.02 * len(originals)
