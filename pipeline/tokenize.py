@@ -11,8 +11,11 @@ Planning: the input partitions of a source are grouped, in order (or in a seeded
 metadata). A task fills shards of at most `shard_tokens` tokens, never splitting a document: a
 shard is closed before a document that would overflow it, so only a shard holding one document
 longer than the target exceeds it. With `shuffle`, a task permutes all its documents (seeded by
-the recipe seed and task id) before cutting shards: documents of distant input files meet, and no
-task holds more than `shards_per_task` shards of tokens in memory.
+the recipe seed and task id) before cutting shards: documents of distant input files meet.
+
+Memory per task: without shuffle, one encode batch plus one Parquet row group (shards are
+streamed to their files); with shuffle, the task's tokens (about `shards_per_task` x
+`shard_tokens` x 2 bytes for uint16) plus one row group.
 
 Empty documents (no token besides BOS/EOS) are skipped by default and recorded under
 `removed/tokens/` with reason `empty`; `empty_documents: eos_only` keeps them as a lone EOS.
@@ -21,11 +24,8 @@ Empty documents (no token besides BOS/EOS) are skipped by default and recorded u
 from __future__ import annotations
 
 import hashlib
-import io
 import os
-import posixpath
 import random
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -36,8 +36,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.registry import register_stage
 from pipeline.stage import REASON_COLUMN, PartWriter, SourceStats, Stage, StageError, Task, TaskResult
+from pipeline.token_shards import ROW_GROUP_ROWS, ShardWriter
 from pipeline.tokenizer import DEFAULT_TOKENIZER, LoadedTokenizer, TokenizerError, encode_documents, load_tokenizer
-from pipeline.workdir import PARQUET_COMPRESSION, Workdir
+from pipeline.workdir import Workdir
 
 TOKENS_DIR = "tokens"
 TOKEN_MANIFEST = "manifest.json"
@@ -46,8 +47,6 @@ EMPTY_REASON = "empty"
 PLANNING_BYTES_PER_TOKEN = 4.0
 """Text bytes per token used only to group input partitions into tasks (Mistral v0.1 on English
 web text gives 4-4.5); shard sizes are exact token counts, whatever this estimate."""
-ROW_GROUP_ROWS = 8192
-"""Documents per Parquet row group: small enough for a loader to read a shard piece by piece."""
 
 
 class TokenizeParams(BaseModel):
@@ -60,57 +59,9 @@ class TokenizeParams(BaseModel):
     shards_per_task: int = Field(default=4, ge=1, description="shards' worth of input text per task")
     shuffle: bool = Field(default=False, description="seeded shuffle of documents within and across shards")
     empty_documents: Literal["skip", "eos_only"] = "skip"
-    batch_size: int = Field(default=1000, ge=1, description="documents per encode_batch call")
+    batch_size: int = Field(default=256, ge=1, description="documents per encode_batch call (bounds memory: "
+                            "tokenizers keeps ~180 bytes per token until the batch is converted)")
     threads: int = Field(default=1, ge=1, description="tokenizer threads per task (also CPUs asked of Ray)")
-
-
-@dataclass
-class ShardWriter:
-    """Cuts a stream of tokenized rows into shards of at most `target` tokens, each written atomically."""
-
-    workdir: Workdir
-    folder: str
-    task_id: str
-    source: str
-    target: int
-    shards: list[dict[str, Any]] = field(default_factory=list)
-    oversized: int = 0
-    _pending: list[pa.Table] = field(default_factory=list)
-    _pending_tokens: int = 0
-
-    def write(self, table: pa.Table) -> None:
-        counts = table["num_tokens"].to_numpy()
-        start = 0
-        for row, count in enumerate(counts.tolist()):
-            if count > self.target:
-                self.oversized += 1
-            if self._pending_tokens and self._pending_tokens + count > self.target:
-                self._pending.append(table.slice(start, row - start))
-                self.flush()
-                start = row
-            self._pending_tokens += count
-        self._pending.append(table.slice(start))
-
-    def flush(self) -> None:
-        table = pa.concat_tables([t for t in self._pending if t.num_rows]) if self._pending else None
-        self._pending, self._pending_tokens = [], 0
-        if table is None or table.num_rows == 0:
-            return
-        path = posixpath.join(self.folder, f"part-{self.task_id}-{len(self.shards):04d}.parquet")
-        data = shard_bytes(table)
-        self.workdir.write_bytes_atomic(path, data)
-        self.shards.append({"path": self.workdir.relative(path), "source": self.source,
-                            "documents": table.num_rows,
-                            "tokens": int(pc.sum(table["num_tokens"]).as_py() or 0),
-                            "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()})
-
-
-def shard_bytes(table: pa.Table) -> bytes:
-    """One shard as zstd Parquet bytes (ids without dictionary: 15-bit ids do not compress by it)."""
-    buffer = io.BytesIO()
-    pq.write_table(table, buffer, compression=PARQUET_COMPRESSION, use_dictionary=["source"],
-                   row_group_size=ROW_GROUP_ROWS)
-    return buffer.getvalue()
 
 
 def text_bytes_estimate(workdir: Workdir, path: str) -> int:
@@ -219,8 +170,9 @@ class TokenizeStage(Stage):
             merged = pa.concat_tables(held)
             order = np.random.default_rng(task_seed(self.ctx.recipe.recipe.seed, task.task_id)).permutation(
                 merged.num_rows)
-            shards.write(merged.take(pa.array(order)))
-        shards.flush()
+            for start in range(0, len(order), ROW_GROUP_ROWS):  # one permuted row group in memory at a time
+                shards.write(merged.take(pa.array(order[start:start + ROW_GROUP_ROWS])))
+        shards.close_shard()
         removed.close()
         tokens = sum(s["tokens"] for s in shards.shards)
         result.outputs = [s["path"] for s in shards.shards]

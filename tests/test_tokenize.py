@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from pipeline.cli import main
 from pipeline.manifest import load_recipe
@@ -226,14 +227,21 @@ def test_tokens_inspect_prints_counts_and_text_and_verifies(run, capsys, tmp_pat
 
 @pytest.fixture(scope="module")
 def sample_run(tmp_path_factory) -> Path:
+    """The demo sample through ingest and the demo recipe's own `tokens` stage (its other stages are
+    other modules' business: they only drop documents)."""
     from pipeline.sample import build_sample
 
     root = tmp_path_factory.mktemp("sample")
     build_sample(root / "sample", seed=5, scale=0.3)
+    repo = Path(__file__).resolve().parents[1]
+    data = yaml.safe_load((repo / "manifests" / "sample.yaml").read_text())
+    data["stages"] = [s for s in data["stages"] if s["id"] in ("ingest", "tokens")]
+    for ref in data["sources"]:
+        ref["manifest"] = str(repo / "manifests" / ref["manifest"])
+    (root / "recipe.yaml").write_text(yaml.safe_dump(data))
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ZYDA_SAMPLE_DIR", str(root / "sample"))
-        recipe = load_recipe(Path(__file__).resolve().parents[1] / "manifests" / "sample.yaml")
-        run_recipe(recipe, str(root / "work"), stages=["ingest", "tokens"], executor="local")
+        run_recipe(load_recipe(root / "recipe.yaml"), str(root / "work"), executor="local")
     return root / "work"
 
 
@@ -249,3 +257,31 @@ def test_sample_recipe_round_trips_every_document(sample_run):
     assert mismatched == []
     counts = np.array([r["num_tokens"] for r in rows])
     assert manifest["totals"]["tokens"] == int(counts.sum())
+
+
+def test_shard_writer_streams_row_groups_and_cuts_at_the_target(tmp_path):
+    from pipeline.token_shards import ROW_GROUP_ROWS, ShardWriter
+    from pipeline.workdir import Workdir
+
+    rows = 20_000
+    counts = np.ones(rows, dtype=np.int32)
+    counts[17_000] = 40_000  # longer than the target: a shard of its own
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+    table = pa.table({"id": [f"d{i:06d}" for i in range(rows)], "source": ["s"] * rows,
+                      "input_ids": pa.ListArray.from_arrays(pa.array(offsets), pa.array(np.full(offsets[-1], 2, np.uint16))),
+                      "num_tokens": pa.array(counts)})
+    writer = ShardWriter(Workdir(str(tmp_path)), str(tmp_path / "tokens" / "s"), "s-00000", "s", target=15_000)
+    for start in range(0, rows, 777):
+        writer.write(table.slice(start, 777))
+    writer.close_shard()
+    assert [(s["documents"], s["tokens"]) for s in writer.shards] == [(15_000, 15_000), (2_000, 2_000),
+                                                                       (1, 40_000), (2_999, 2_999)]
+    assert writer.oversized == 1
+    first = pq.ParquetFile(tmp_path / writer.shards[0]["path"])
+    assert [first.metadata.row_group(i).num_rows for i in range(first.metadata.num_row_groups)] == \
+        [ROW_GROUP_ROWS, 15_000 - ROW_GROUP_ROWS]
+    for shard in writer.shards:
+        data = (tmp_path / shard["path"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == shard["sha256"] and len(data) == shard["bytes"]
+    assert pa.concat_tables(pq.read_table(tmp_path / s["path"]) for s in writer.shards) == table
+    assert not list((tmp_path / "tokens" / "s").glob(".tmp-*"))
