@@ -66,7 +66,7 @@ def verify_shards(workdir: Workdir, manifest: dict[str, Any]) -> list[str]:
             data = handle.read()
         if hashlib.sha256(data).hexdigest() != shard["sha256"]:
             problems.append(f"{shard['path']}: sha256 differs from the manifest")
-        table = pq.read_table(workdir.fs.open(path, "rb"))
+        table = pq.read_table(pa.BufferReader(data))
         lengths = pc.list_value_length(table["input_ids"])
         tokens = int(pc.sum(lengths).as_py() or 0)
         if table.num_rows != shard["documents"] or tokens != shard["tokens"]:
