@@ -93,6 +93,9 @@ class ClassifyParams(BaseModel):
         unknown = sorted(set(self.columns) - set(ROLES[kind]))
         if unknown:
             raise ValueError(f"columns: {unknown} are not outputs of a {kind} model; roles are {sorted(ROLES[kind])}")
+        names = [self.column(role) for role in ROLES[kind]]
+        if len(set(names)) != len(names):
+            raise ValueError(f"columns: two outputs would share a name: {names}")
         if kind == "fasttext" and self.max_tokens is not None:
             raise ValueError("max_tokens applies to transformer models; fastText takes max_chars")
         return self
@@ -158,20 +161,21 @@ class ClassifyStage(DocumentStage):
         except StageError:
             return {"model_unresolved": self.params.model.path}  # validate() reports why, before any task
 
-    def _model_outputs(self, path: Path) -> tuple[tuple[str, ...], set[str]]:
-        """The model's label names and the roles it outputs, learnt without loading weights."""
+    def _model_outputs(self, path: Path) -> tuple[tuple[str, ...], set[str], int | None]:
+        """The model's label names, the roles it outputs and its longest input in tokens (None:
+        no limit), learnt without loading weights."""
         kind = self.params.model.kind
         if kind == "fasttext":
             from classifiers.fasttext_file import check_fasttext_file
             from classifiers.fasttext_scorer import short_label
 
-            return tuple(short_label(x) for x in check_fasttext_file(path).labels), {"score", "pred"}
+            return tuple(short_label(x) for x in check_fasttext_file(path).labels), {"score", "pred"}, None
         from classifiers.transformer import inspect_model
 
         info = inspect_model(kind, path)
         if info.regression:
-            return (), ({"score", "int_score"} if kind == "fineweb_edu" else {"score"})
-        return info.labels, {"pred", "prob"}
+            return (), ({"score", "int_score"} if kind == "fineweb_edu" else {"score"}), info.max_positions
+        return info.labels, {"pred", "prob"}, info.max_positions
 
     def validate(self) -> None:
         where = f"stage {self.stage_id}"
@@ -181,7 +185,10 @@ class ClassifyStage(DocumentStage):
             raise StageError(f"{where}: {exc}") from None
         assert self._local is not None
         path = self._local
-        labels, roles = self._model_outputs(path)
+        labels, roles, max_positions = self._model_outputs(path)
+        max_tokens = self.params.truncation()[1]
+        if max_positions is not None and max_tokens is not None and max_tokens > max_positions:
+            raise StageError(f"{where}: max_tokens {max_tokens} exceeds the {max_positions} positions of model {path}")
         if self.params.model.kind == "fasttext":
             from classifiers.fasttext_scorer import short_label
 

@@ -65,6 +65,7 @@ class ModelInfo:
     """Label names by class index; empty for a regression head."""
     regression: bool
     max_positions: int | None
+    """Longest input in tokens; None for relative-position encoders (DeBERTa-v3)."""
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -182,10 +183,13 @@ class TransformerScorer:
         self.max_tokens = max_tokens
         self.max_chars = max_chars if max_chars is not None else max_tokens * CHARS_PER_TOKEN_CAP
         self.device, self.dtype = resolve_precision(device, dtype)
+        # fp16 runs under autocast with fp32 weights (NeMo's choice: DeBERTa's activations can
+        # overflow fp16); bf16 has fp32's range, so the weights themselves are cast.
+        self.autocast = self.device == "cuda" and self.dtype == torch.float16
         config = _read_json(folder / "config.json")
         self.tokenizer = load_tokenizer(folder, config)
         self.model, self.labels = self._load(folder, config)
-        self.model.to(device=self.device, dtype=self.dtype).eval()
+        self.model.to(device=self.device, dtype=torch.float32 if self.autocast else self.dtype).eval()
         self.calls = 0
         self.last_padding_fraction = 0.0
 
@@ -197,7 +201,9 @@ class TransformerScorer:
                 model = QualityModel.from_pretrained(str(folder), map_location="cpu", strict=False)
             return model, _label_list(config["id2label"])
         from transformers import AutoModelForSequenceClassification
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()  # one bar per actor and model load is noise in run logs
         model, info = AutoModelForSequenceClassification.from_pretrained(folder, output_loading_info=True)
         if info.get("missing_keys"):
             raise StageError(f"{folder}: weights missing from the checkpoint: {sorted(info['missing_keys'])[:3]}")
@@ -215,9 +221,10 @@ class TransformerScorer:
         input_ids = batch["input_ids"].to(self.device)
         mask = batch["attention_mask"].to(self.device)
         self.calls += 1
-        if self.kind == "nemo_quality":
-            return self.model(input_ids, mask).float().cpu().numpy()
-        logits = self.model(input_ids=input_ids, attention_mask=mask).logits.float()
+        with torch.autocast("cuda", dtype=torch.float16) if self.autocast else contextlib.nullcontext():
+            if self.kind == "nemo_quality":
+                return self.model(input_ids, mask).float().cpu().numpy()
+            logits = self.model(input_ids=input_ids, attention_mask=mask).logits.float()
         if self.model.config.num_labels == 1:
             return logits[:, 0].cpu().numpy()
         if self.model.config.problem_type == "multi_label_classification":

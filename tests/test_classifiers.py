@@ -194,6 +194,19 @@ def test_keep_rules_name_the_rule_in_each_reason():
             KeepRule(**bad)
 
 
+def test_stage_parameters_are_checked_at_recipe_load():
+    from classifiers.stage import ClassifyParams
+
+    ok = ClassifyParams.model_validate({"model": {"kind": "nemo_quality", "path": "x"}})
+    assert ok.column("pred") == "quality_pred" and ok.truncation() == (6000, 1024)
+    for bad, message in [({"columns": {"score": "s", "pred": "s"}}, "share a name"),
+                         ({"columns": {"prob": "p"}}, "not outputs of a fasttext model"),
+                         ({"max_tokens": 512}, "fastText takes max_chars"),
+                         ({"model": {"kind": "fasttext", "path": "m", "sha256": "abc"}}, "sha256")]:
+        with pytest.raises(ValidationError, match=message):
+            ClassifyParams.model_validate({"model": {"kind": "fasttext", "path": "m"}, **bad})
+
+
 # ---- the stage on Ray ------------------------------------------------------------------------
 def _write_zyda(root: Path, texts_per_file: list[list[str]]) -> None:
     pattern = LAYOUT["zyda-1"][0]

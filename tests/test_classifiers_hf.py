@@ -220,6 +220,9 @@ def test_bad_transformer_models_are_refused_at_startup(tmp_path, corpus, models,
     with pytest.raises(StageError, match="lacks .*base_model"):
         _validate(tmp_path / "e", corpus, {"kind": "nemo_quality", "path": str(models["fwe"])})
 
+    with pytest.raises(StageError, match="max_tokens 1024 exceeds the 512 positions"):
+        _validate(tmp_path / "i", corpus, {"kind": "fineweb_edu", "path": str(models["fwe"])}, max_tokens=1024)
+
     broken = tmp_path / "broken"
     shutil.copytree(models["nemo"], broken)
     weights = broken / "model.safetensors"
