@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from training.checkpoint import LATEST, step_name
 from training.config import OptimConfig, load_config
@@ -22,19 +23,22 @@ TINY = REPO / "training" / "configs" / "zamba2-tiny.yaml"
 
 @pytest.fixture(scope="module")
 def demo_tokens(tmp_path_factory) -> Path:
-    """The demo recipe (manifests/sample.yaml) on a small sample, run up to its tokenize stage."""
+    """Token shards of the demo: manifests/sample.yaml's sources, mixture and tokenize stage on a small
+    sample, run by the pipeline (ingest, then that tokenize stage; the filtering stages are skipped)."""
     from pipeline.manifest import load_recipe
     from pipeline.runner import run_recipe
     from pipeline.sample import build_sample
 
     root = tmp_path_factory.mktemp("demo")
     build_sample(root / "sample", seed=5, scale=0.1)
+    demo = yaml.safe_load((REPO / "manifests" / "sample.yaml").read_text())
+    tokenize = next(s for s in demo["stages"] if s["type"] == "tokenize")
+    demo["sources"] = [{**s, "manifest": str(REPO / "manifests" / s["manifest"])} for s in demo["sources"]]
+    demo["stages"] = [{"id": "ingest", "type": "ingest"}, tokenize]
+    (root / "recipe.yaml").write_text(yaml.safe_dump(demo))
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ZYDA_SAMPLE_DIR", str(root / "sample"))
-        recipe = load_recipe(REPO / "manifests" / "sample.yaml")
-        stages = [s.id for s in recipe.recipe.stages]
-        upto = next(i for i, s in enumerate(recipe.recipe.stages) if s.type == "tokenize")
-        run_recipe(recipe, str(root / "work"), stages=stages[: upto + 1], executor="local")
+        run_recipe(load_recipe(root / "recipe.yaml"), str(root / "work"), executor="local")
     assert (root / "work" / "tokens" / "manifest.json").is_file()
     return root / "work"
 
@@ -54,15 +58,15 @@ def tiny(**train) -> object:
 
 
 def test_tiny_model_loss_falls_on_demo_shards(demo_tokens, tmp_path):
-    result = train(tiny(steps=20, log_every=5), str(demo_tokens), tmp_path / "run")
+    result = train(tiny(steps=30, log_every=5), str(demo_tokens), tmp_path / "run")
     losses = [r["loss"] for r in result.history]
-    assert len(losses) == 4 and all(math.isfinite(x) for x in losses)
+    assert len(losses) == 6 and all(math.isfinite(x) for x in losses)
     assert losses[0] > 9.5  # ~ln(32000) = 10.4 at the start
     assert losses[-1] < losses[0] - 2.0, losses
     lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert [x["step"] for x in lines] == [5, 10, 15, 20]
+    assert [x["step"] for x in lines] == [5, 10, 15, 20, 25, 30]
     assert all(x["tokens_per_s"] > 0 and x["mfu"] is None for x in lines)  # no known peak on CPU
-    assert (tmp_path / "run" / "checkpoints" / LATEST).read_text() == step_name(20)
+    assert (tmp_path / "run" / "checkpoints" / LATEST).read_text() == step_name(30)
 
 
 def test_resume_reproduces_the_uninterrupted_loss_curve(demo_tokens, tmp_path):
