@@ -117,3 +117,12 @@ def test_bad_shapes_are_refused():
         Mamba2(d_model=10, head_dim=8)
     with pytest.raises(ValueError, match="ngroups"):
         Mamba2(d_model=16, head_dim=8, ngroups=3)
+
+
+def test_scan_stays_fp32_under_bf16_autocast():
+    x, dt, A, B, C = random_inputs(1, 40, 2, 4, 1, 8, seed=11)
+    y, _ = ssd_chunked(x, dt, A, B, C, 16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y_autocast, _ = ssd_chunked(x, dt, A, B, C, 16)
+    assert y_autocast.dtype == torch.float32
+    torch.testing.assert_close(y_autocast, y)
