@@ -180,14 +180,19 @@ def test_nemo_classifier_stage_on_ray_actors(tmp_path, corpus, models, docs, ray
                                                                   for m in markers)
 
 
-def test_fineweb_edu_and_generic_classifiers_in_the_stage(tmp_path, corpus, models, docs):
+def test_fineweb_edu_and_generic_classifiers_in_the_stage(tmp_path, corpus, models, docs, ray_local):
     fwe = _recipe(tmp_path / "r1", corpus, {"kind": "fineweb_edu", "path": str(models["fwe"])},
                   keep={"column": "int_score", "min": 1})
-    run_recipe(load_recipe(fwe), str(tmp_path / "w1"), executor="local")
+    run_recipe(load_recipe(fwe, max_files=1), str(tmp_path / "w1"), executor="ray")  # one file: one actor
     kept, removed = _read(tmp_path / "w1" / "quality" / "zyda"), _read(tmp_path / "w1" / "removed" / "quality" / "zyda")
     assert min(kept["int_score"].to_pylist(), default=1) >= 1
     assert set(removed["reason"].to_pylist()) <= {"int_score < 1"}
-    assert kept.num_rows + removed.num_rows == len(docs)
+    assert kept.num_rows + removed.num_rows == len(docs[::2])
+    direct = TransformerScorer("fineweb_edu", models["fwe"], None, 512, batch_size=8).score(docs[::2])
+    by_text = dict(zip(docs[::2], direct["score"].to_pylist()))
+    for text, score in zip(kept["text"].to_pylist() + removed["text"].to_pylist(),
+                           kept["score"].to_pylist() + removed["score"].to_pylist()):
+        assert score == pytest.approx(by_text[text], abs=1e-5)
 
     predicted = TransformerScorer("hf_sequence", models["bert3"], None, 512, batch_size=8).score(docs)["pred"]
     common = Counter(predicted.to_pylist()).most_common(1)[0]
