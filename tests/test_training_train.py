@@ -86,6 +86,14 @@ def test_resume_reproduces_the_uninterrupted_loss_curve(demo_tokens, tmp_path):
         assert torch.equal(value, b["model"][key]), key
 
 
+def test_bf16_autocast_path_keeps_fp32_master_weights(demo_tokens, tmp_path):
+    """The GPU precision path (bf16 autocast over fp32 weights), exercised on the CPU."""
+    result = train(tiny(steps=2, dtype="bfloat16"), str(demo_tokens), tmp_path / "run")
+    assert all(math.isfinite(r["loss"]) for r in result.history)
+    state = torch.load(tmp_path / "run" / "checkpoints" / step_name(2) / "model_optim.pt", weights_only=False)
+    assert {v.dtype for v in state["model"].values()} == {torch.float32}
+
+
 def test_runs_that_would_lose_or_mix_work_are_refused(demo_tokens, tmp_path):
     train(tiny(steps=2), str(demo_tokens), tmp_path / "run")
     with pytest.raises(TrainError, match="pass --resume"):

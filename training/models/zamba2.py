@@ -58,8 +58,8 @@ class SharedBlock(nn.Module):
 
     def forward(self, h: torch.Tensor, emb: torch.Tensor, packing: Packing, slot: "HybridSlot") -> torch.Tensor:
         x = self.input_norm(torch.cat([h, emb], dim=-1))
-        x = self.attn(x, packing, slot.qkv_adapters)
-        return self.mlp(self.pre_ff_norm(x), slot.mlp_adapter)
+        x = self.attn(x, packing, slot.qkv_adapters)  # bf16 under autocast: match the norm's weight for its fused kernel
+        return self.mlp(self.pre_ff_norm(x.to(self.pre_ff_norm.weight.dtype)), slot.mlp_adapter)
 
 
 class HybridSlot(nn.Module):
