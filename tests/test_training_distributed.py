@@ -5,27 +5,20 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from tests.procs import free_port
 from tests.token_fixtures import synthetic_documents, write_token_workdir
 from training.checkpoint import LATEST, step_name
 from training.config import load_config
 from training.train import train
 
 TINY = Path(__file__).resolve().parents[1] / "training" / "configs" / "zamba2-tiny.yaml"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def config(parallel: str):

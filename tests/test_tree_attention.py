@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import socket
-
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
+from tests.procs import free_port
 from training.tree_attention import ShardedKVCache, local_attention, tree_attention
 
 
@@ -50,12 +48,6 @@ def _worker(rank: int, world: int, port: int) -> None:
         assert cache.keys.shape[2] == len(range(rank, 12, world))
     finally:
         dist.destroy_process_group()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.parametrize("world", [2, 4])
