@@ -146,7 +146,8 @@ def bench_batching(root: Path, docs: int, batch: int, repeat: int) -> None:
             outputs[name] = scorer.outputs(texts)
             best = min(best, time.perf_counter() - started)
         rates[name] = docs / best
-        print(f"  {name:14}: {rates[name]:8.1f} docs/s  padding {scorer.last_padding_fraction * 100:5.1f}% of positions")
+        padding = scorer.last_padding_fraction * 100
+        print(f"  {name:14}: {rates[name]:8.1f} docs/s  padding {padding:5.1f}% of positions")
     same = np.allclose(outputs["length-sorted"], outputs["arrival-order"], atol=1e-4)
     ratio = rates["length-sorted"] / rates["arrival-order"]
     print(f"  speed-up: {ratio:.2f}x (target >= 1.5x: {'met' if ratio >= 1.5 else 'NOT met'}); "

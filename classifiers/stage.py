@@ -302,7 +302,8 @@ class ClassifyStage(DocumentStage):
         assert task.source is not None
         inputs = "|".join(self.workdir.relative(p) for p in task.inputs)
         key = hashlib.sha256(f"{self.ctx.upstream_hash}|{inputs}".encode()).hexdigest()[:16]
-        return self.workdir.path(CACHE_DIR, "classify", self._scorer_key(), task.source, f"{task.task_id}-{key}.parquet")
+        return self.workdir.path(CACHE_DIR, "classify", self._scorer_key(), task.source,
+                                 f"{task.task_id}-{key}.parquet")
 
     def _read_cache(self, task: Task) -> pa.Table | None:
         """Cached scores of this task's input, if present and row for row the same documents."""
@@ -325,8 +326,8 @@ class ClassifyStage(DocumentStage):
         if self.params.reuse_scores and self._cached is None and self._fresh:
             self.workdir.write_table_atomic(self._cache_path(task), pa.concat_tables(self._fresh))
         self._cached, self._fresh = None, []
-        result.extra.update({"model_sha256": self.model_sha256(), **{k: self._counts[k] for k in
-                                                                     ("docs_scored", "docs_from_cache", "model_calls")}})
+        counters = {k: self._counts[k] for k in ("docs_scored", "docs_from_cache", "model_calls")}
+        result.extra.update({"model_sha256": self.model_sha256(), **counters})
         return result
 
     def _scores(self, table: pa.Table) -> dict[str, pa.Array]:

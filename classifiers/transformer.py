@@ -126,7 +126,8 @@ def inspect_model(kind: HFKind, folder: Path) -> ModelInfo:
 
             base = AutoConfig.from_pretrained(config["base_model"])
         except Exception as exc:
-            raise StageError(f"{folder}: its base_model {config['base_model']!r} config cannot be loaded: {exc}") from None
+            raise StageError(f"{folder}: the config of its base_model {config['base_model']!r} cannot be loaded: "
+                             f"{exc}") from None
         max_positions = None if not getattr(base, "position_biased_input", True) else base.max_position_embeddings
     else:
         try:

