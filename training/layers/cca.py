@@ -25,13 +25,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.layers.attention import Packing, sdpa
-from training.layers.lora import project
+from training.layers.attention import Packing, ProjectedAttention, sdpa
 from training.layers.rope import apply_rope, rope_tables
 from training.layers.segments import causal_conv1d, shift_right
 
 
-class CCA(nn.Module):
+class CCA(ProjectedAttention):
     """CCA when num_kv_heads == num_heads (the latent heads), CCGQA when fewer."""
 
     def __init__(
@@ -47,41 +46,25 @@ class CCA(nn.Module):
         qk_mean: bool = True,
         value_shift: bool = True,
     ):
-        super().__init__()
-        if num_heads % num_kv_heads:
-            raise ValueError(f"CCA: num_heads {num_heads} is not a multiple of num_kv_heads {num_kv_heads}")
+        super().__init__(in_dim, out_dim, num_heads, num_kv_heads, head_dim)
         rotary_dim = int(head_dim * rope_fraction)
         if rotary_dim % 2 or head_dim % 2:
             raise ValueError(f"CCA: head_dim {head_dim} x rope_fraction {rope_fraction} must give an even width")
-        self.num_heads, self.num_kv_heads, self.head_dim = num_heads, num_kv_heads, head_dim
         self.group = num_heads // num_kv_heads
         self.rope_theta, self.rotary_dim = rope_theta, rotary_dim
         self.use_conv, self.qk_mean, self.value_shift = use_conv, qk_mean, value_shift
-        q_width, kv_width = num_heads * head_dim, num_kv_heads * head_dim
-        self.q_proj = nn.Linear(in_dim, q_width, bias=False)
-        self.k_proj = nn.Linear(in_dim, kv_width, bias=False)
-        self.v_proj = nn.Linear(in_dim, kv_width, bias=False)
-        self.o_proj = nn.Linear(q_width, out_dim, bias=False)
-        channels = q_width + kv_width
+        channels = (num_heads + num_kv_heads) * head_dim
         if use_conv:
             self.conv_seq = nn.Conv1d(channels, channels, 2, groups=channels)
             self.conv_head = nn.Conv1d(channels, channels, 2, groups=num_heads + num_kv_heads)
         self.k_temperature = nn.Parameter(torch.zeros(num_kv_heads))
 
-    @property
-    def projection_widths(self) -> dict[str, int]:
-        kv = self.num_kv_heads * self.head_dim
-        return {"q": self.num_heads * self.head_dim, "k": kv, "v": kv}
-
     def forward(
         self, x: torch.Tensor, packing: Packing, adapters: Mapping[str, nn.Module] | None = None
     ) -> torch.Tensor:
         batch, length, _ = x.shape
-        adapters = dict(adapters or {})
         segments = packing.segments
-        q_pre = project(self.q_proj, x, adapters.get("q"))
-        k_pre = project(self.k_proj, x, adapters.get("k"))
-        v = project(self.v_proj, x, adapters.get("v"))
+        q_pre, k_pre, v = self.project_qkv(x, adapters)
         q, k = q_pre, k_pre
         if self.use_conv:
             qk = torch.cat([q_pre, k_pre], dim=-1)
@@ -107,8 +90,7 @@ class CCA(nn.Module):
         if self.rotary_dim:
             cos, sin = rope_tables(length, self.rotary_dim, self.rope_theta, x.device)
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        out = sdpa(q, k, v, packing)
-        return self.o_proj(out.transpose(1, 2).reshape(batch, length, -1))
+        return self.output(sdpa(q, k, v, packing))
 
 
 @dataclass(frozen=True)
