@@ -69,25 +69,26 @@ def test_single_document_rows_use_plain_causal_attention():
     assert not packing.attn_mask[1, 0, 4, 2] and packing.attn_mask[1, 0, 4, 3]
 
 
-def reference_attention(q, k, v):
-    """Explicit causal softmax attention over (b, h, l, d)."""
+def assert_layer_is(layer, x, q, k, v, rotary_dim):
+    """layer(x) == o_proj(causal softmax attention of q (b, l, h, d) over k, v (b, l, h_kv, d)), written out."""
+    group = q.shape[2] // k.shape[2]
+    q, k, v = q.transpose(1, 2), k.transpose(1, 2).repeat_interleave(group, 1), v.transpose(1, 2).repeat_interleave(group, 1)
+    if rotary_dim:
+        cos, sin = rope_tables(q.shape[2], rotary_dim, layer.rope_theta, x.device)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
     scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
     scores = scores.masked_fill(~torch.ones(q.shape[2], q.shape[2], dtype=torch.bool).tril(), float("-inf"))
-    return scores.softmax(-1) @ v
+    ref = layer.o_proj((scores.softmax(-1) @ v).transpose(1, 2).flatten(2))
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x, Packing(None, None)), ref, atol=1e-5, rtol=1e-4)
 
 
 def test_gqa_matches_explicit_attention_with_shared_kv_heads():
     layer = make("gqa").eval()
     x = torch.randn(2, 10, E)
-    b, l = 2, 10
-    q = layer.q_proj(x).view(b, l, 4, 8).transpose(1, 2)
-    k = layer.k_proj(x).view(b, l, 2, 8).transpose(1, 2).repeat_interleave(2, dim=1)
-    v = layer.v_proj(x).view(b, l, 2, 8).transpose(1, 2).repeat_interleave(2, dim=1)
-    cos, sin = rope_tables(l, 8, layer.rope_theta, x.device)
-    ref = reference_attention(apply_rope(q, cos, sin), apply_rope(k, cos, sin), v)
-    ref = layer.o_proj(ref.transpose(1, 2).reshape(b, l, -1))
-    with torch.no_grad():
-        torch.testing.assert_close(layer(x, Packing(None, None)), ref, atol=1e-5, rtol=1e-4)
+    q = layer.q_proj(x).view(2, 10, 4, 8)
+    k, v = layer.k_proj(x).view(2, 10, 2, 8), layer.v_proj(x).view(2, 10, 2, 8)
+    assert_layer_is(layer, x, q, k, v, rotary_dim=8)
 
 
 def test_cca_with_c1_and_no_convolutions_is_attention_with_qk_norm():
@@ -97,17 +98,10 @@ def test_cca_with_c1_and_no_convolutions_is_attention_with_qk_norm():
     with torch.no_grad():
         layer.k_temperature.copy_(torch.randn(heads) * 0.3)
     x = torch.randn(2, 12, E)
-    b, l = 2, 12
-    q = F.normalize(layer.q_proj(x).view(b, l, heads, d), dim=-1) * math.sqrt(d)
-    k = F.normalize(layer.k_proj(x).view(b, l, heads, d), dim=-1) * math.sqrt(d)
-    k = k * layer.k_temperature.exp()[:, None]
-    v = layer.v_proj(x).view(b, l, heads, d)
-    q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
-    cos, sin = rope_tables(l, d // 2, layer.rope_theta, x.device)  # partial RoPE: half the dims
-    ref = reference_attention(apply_rope(q, cos, sin), apply_rope(k, cos, sin), v)
-    ref = layer.o_proj(ref.transpose(1, 2).reshape(b, l, -1))
-    with torch.no_grad():
-        torch.testing.assert_close(layer(x, Packing(None, None)), ref, atol=1e-5, rtol=1e-4)
+    q = F.normalize(layer.q_proj(x).view(2, 12, heads, d), dim=-1) * math.sqrt(d)
+    k = F.normalize(layer.k_proj(x).view(2, 12, heads, d), dim=-1) * math.sqrt(d) * layer.k_temperature.exp()[:, None]
+    v = layer.v_proj(x).view(2, 12, heads, d)
+    assert_layer_is(layer, x, q, k, v, rotary_dim=d // 2)  # partial RoPE: half the dims
 
 
 def test_qk_mean_and_value_shift_follow_their_definitions():
@@ -120,12 +114,7 @@ def test_qk_mean_and_value_shift_follow_their_definitions():
     k = k_pre + (k_pre + q_pre.view(1, 6, 2, 2, 4).mean(3)) / 2
     v = layer.v_proj(x).view(1, 6, 2, 4)
     v = torch.cat([v[..., :2], torch.cat([torch.zeros_like(v[:, :1, :, 2:]), v[:, :-1, :, 2:]], dim=1)], dim=-1)
-    q = F.normalize(q, dim=-1) * 2
-    k = F.normalize(k, dim=-1) * 2
-    ref = reference_attention(q.transpose(1, 2), k.transpose(1, 2).repeat_interleave(2, 1), v.transpose(1, 2).repeat_interleave(2, 1))
-    ref = layer.o_proj(ref.transpose(1, 2).reshape(1, 6, -1))
-    with torch.no_grad():
-        torch.testing.assert_close(layer(x, Packing(None, None)), ref, atol=1e-5, rtol=1e-4)
+    assert_layer_is(layer, x, F.normalize(q, dim=-1) * 2, F.normalize(k, dim=-1) * 2, v, rotary_dim=0)
 
 
 @pytest.mark.parametrize("kind", KINDS)
