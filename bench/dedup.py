@@ -21,7 +21,9 @@ The process pins itself to one CPU; numba compiles (or loads its cache) before a
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -93,7 +95,7 @@ def bench_signatures(docs: int, seed: int) -> None:
     print(f"\n== signatures: {docs} documents, {np.mean([len(t) for t in texts]):.0f} chars on average, one core")
     words128 = preset_config("datatrove", bands=16, rows=8)
     chars128 = preset_config("zyda2")
-    for config in (words128, chars128, preset_config("datatrove")):
+    for config in (words128, chars128, preset_config("datatrove"), preset_config("zyda2", permutation="mersenne61")):
         compute_signatures(column[:8], config)  # compile / load the numba cache
 
     def datasketch_rate(grams: Callable[[str], list[bytes]], subset: int) -> float:
@@ -105,13 +107,13 @@ def bench_signatures(docs: int, seed: int) -> None:
 
     rows = []
     ours_words = best_rate(docs, lambda: compute_signatures(column, words128))
-    ours_words_affine = best_rate(docs, lambda: compute_signatures(
-        column, preset_config("datatrove", bands=16, rows=8, permutation="affine64")))
+    ours_words_mersenne = best_rate(docs, lambda: compute_signatures(
+        column, preset_config("datatrove", bands=16, rows=8, permutation="mersenne61")))
     ds_words = datasketch_rate(lambda t: word_grams(t, 5), min(docs, 1000))
     rows.append(("word 5-grams, 128 hashes", "datasketch update_batch", ours_words, ds_words))
     ours_chars = best_rate(docs, lambda: compute_signatures(column, chars128))
-    ours_chars_affine = best_rate(docs, lambda: compute_signatures(
-        column, preset_config("zyda2", permutation="affine64")))
+    ours_chars_mersenne = best_rate(docs, lambda: compute_signatures(
+        column, preset_config("zyda2", permutation="mersenne61")))
     ds_chars = datasketch_rate(lambda t: char_grams(t, 25), min(docs, 300))
     rows.append(("char 25-grams, 128 hashes", "datasketch update_batch", ours_chars, ds_chars))
 
@@ -129,8 +131,8 @@ def bench_signatures(docs: int, seed: int) -> None:
     rows.append(("word 5-grams, 14 x 8", "datatrove MinhashDedupSignature", ours_dt, dt_rate))
     for name, other, ours, theirs in rows:
         print(f"  {name:28s} ours {ours:9.0f} docs/s   {other} {theirs:7.0f} docs/s   ratio {ours / theirs:6.1f}x")
-    print(f"  (affine64 permutations instead of mersenne61: word 5-grams {ours_words_affine:.0f} docs/s, "
-          f"char 25-grams {ours_chars_affine:.0f} docs/s)")
+    print(f"  (ours with mersenne61 permutations instead of the default affine64: word 5-grams "
+          f"{ours_words_mersenne:.0f} docs/s, char 25-grams {ours_chars_mersenne:.0f} docs/s)")
 
 
 # ---- 2. whole pipeline vs datatrove ------------------------------------------------------------
@@ -153,19 +155,24 @@ def pipeline_recipe(sources: list[str], minhash: dict[str, Any], components: dic
     return _recipe(sources, {s: 1 for s in sources}, stages, 0, folder)
 
 
-def run_ours(workdir: Path, partitions: int) -> tuple[float, set[str]]:
+def timed(function: Callable[[], Any]) -> tuple[float, float]:
+    """(wall, CPU) seconds of `function` in this process (both pipelines run in-process)."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    function()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def run_ours(workdir: Path, partitions: int) -> tuple[tuple[float, float], set[str]]:
     from pipeline.runner import run_recipe
 
     recipe = pipeline_recipe(["web"], {"preset": "datatrove", "partitions": partitions}, {"policy": "keep_one"},
                              str(workdir / "input"))
-    start = time.perf_counter()
-    run_recipe(recipe, str(workdir), executor="local", interactive=False)
-    elapsed = time.perf_counter() - start
+    elapsed = timed(lambda: run_recipe(recipe, str(workdir), executor="local", interactive=False))
     removed = pq.read_table(workdir / "removed" / "dedup", columns=["id"])["id"].to_pylist()
     return elapsed, set(removed)
 
 
-def run_datatrove(input_folder: Path, workdir: Path, parts: int) -> tuple[float, set[str]]:
+def run_datatrove(input_folder: Path, workdir: Path, parts: int) -> tuple[tuple[float, float], set[str]]:
     from datatrove.executor import LocalPipelineExecutor
     from datatrove.pipeline.dedup.minhash import (MinhashConfig, MinhashDedupBuckets, MinhashDedupCluster,
                                                   MinhashDedupFilter, MinhashDedupSignature)
@@ -186,21 +193,36 @@ def run_datatrove(input_folder: Path, workdir: Path, parts: int) -> tuple[float,
         ([reader(), MinhashDedupFilter(input_folder=f"{out}/remove_ids",
                                        exclusion_writer=ParquetWriter(f"{out}/removed")),
           ParquetWriter(f"{out}/output")], parts)]
-    start = time.perf_counter()
-    for index, (pipeline, tasks) in enumerate(stages):
-        LocalPipelineExecutor(pipeline=pipeline, tasks=tasks, workers=1, logging_dir=f"{out}/logs/{index}",
-                              skip_completed=False).run()
-    elapsed = time.perf_counter() - start
+
+    def run() -> None:
+        for index, (pipeline, tasks) in enumerate(stages):
+            LocalPipelineExecutor(pipeline=pipeline, tasks=tasks, workers=1, logging_dir=f"{out}/logs/{index}",
+                                  skip_completed=False).run()
+    elapsed = timed(run)
     removed = pq.read_table(f"{out}/removed", columns=["id"])["id"].to_pylist()
     return elapsed, set(removed)
 
 
+def planted_similarity(corpus: Any) -> np.ndarray:
+    """True Jaccard (word 5-grams, simple normalization) of every planted pair."""
+    from dedup.signatures import jaccard, shingle_sets
+
+    texts = dict(zip(corpus.table["id"].to_pylist(), corpus.table["text"].to_pylist()))
+    ids = [a for a, _ in corpus.pairs] + [b for _, b in corpus.pairs]
+    sets = shingle_sets(pa.array([texts[i] for i in ids]), preset_config("datatrove"))
+    n = len(corpus.pairs)
+    return np.array([jaccard(sets[i], sets[n + i]) for i in range(n)])
+
+
 def bench_pipeline(docs: int, seed: int, skip_datatrove: bool) -> None:
+    from dedup.config import detection_probability
+
     parts = max(2, docs // 10_000)
     corpus = planted_corpus(originals=docs - docs // 10, duplicates=docs // 10, edit_range=(0.0, 0.1), seed=seed,
                             sources=("web",), min_chars=2500)
     chars = int(np.mean([len(t) for t in corpus.table["text"].to_pylist()]))
-    print(f"\n== whole pipeline: {docs} documents (~{chars} chars, {docs // 10} planted near-duplicates), "
+    pairs, similarity = corpus.pairs, planted_similarity(corpus)
+    print(f"\n== whole pipeline: {docs} documents (~{chars} chars, {len(pairs)} planted near-duplicates), "
           f"{parts} Parquet parts, word 5-grams, 14 x 8, one core")
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
@@ -210,39 +232,57 @@ def bench_pipeline(docs: int, seed: int, skip_datatrove: bool) -> None:
         small = pa.table({"id": ["a", "b"], "source": ["web"] * 2, "text": ["x y z w v u", "x y z w v u"]})
         write_parts(small, Path(warm) / "input" / "web", 1)
         run_ours(Path(warm), 1)
-        ours_time, ours_removed = run_ours(root / "ours", partitions=max(4, parts))
-        print(f"  ours:      {ours_time:8.1f} s  ({docs / ours_time:7.0f} docs/s)  removed {len(ours_removed)}")
+        (ours_wall, ours_cpu), ours_removed = run_ours(root / "ours", partitions=max(4, parts))
+        print(f"  ours:      {ours_wall:8.1f} s wall, {ours_cpu:8.1f} s CPU ({docs / ours_cpu:7.0f} docs/s)  "
+              f"removed {len(ours_removed)}")
         if skip_datatrove:
             return
-        dt_time, dt_removed = run_datatrove(root / "ours" / "input" / "web", root / "datatrove", parts)
-        both = len(ours_removed & dt_removed)
-        print(f"  datatrove: {dt_time:8.1f} s  ({docs / dt_time:7.0f} docs/s)  removed {len(dt_removed)}")
-        print(f"  ratio {dt_time / ours_time:.1f}x; removed ids: {both} by both, {len(ours_removed - dt_removed)} "
-              f"only by ours, {len(dt_removed - ours_removed)} only by datatrove "
-              f"(Jaccard of the two sets {both / max(1, len(ours_removed | dt_removed)):.3f})")
+        (dt_wall, dt_cpu), dt_removed = run_datatrove(root / "ours" / "input" / "web", root / "datatrove", parts)
+    both = len(ours_removed & dt_removed)
+    print(f"  datatrove: {dt_wall:8.1f} s wall, {dt_cpu:8.1f} s CPU ({docs / dt_cpu:7.0f} docs/s)  "
+          f"removed {len(dt_removed)}")
+    print(f"  ratio {dt_cpu / ours_cpu:.1f}x CPU time ({dt_wall / ours_wall:.1f}x wall)")
+    print(f"  removed ids: {both} by both, {len(ours_removed - dt_removed)} only by ours, "
+          f"{len(dt_removed - ours_removed)} only by datatrove (Jaccard of the two sets "
+          f"{both / max(1, len(ours_removed | dt_removed)):.3f}); a planted pair counts as found when one of its "
+          f"two documents is removed:")
+    expected = detection_probability(similarity, 14, 8)
+    for lo, hi in ((0.0, 0.6), (0.6, 0.7), (0.7, 0.8), (0.8, 0.9), (0.9, 1.01)):
+        chosen = [p for p, s in zip(pairs, similarity) if lo <= s < hi]
+        if not chosen:
+            continue
+        found = [np.mean([(a in removed) != (b in removed) for a, b in chosen]) for removed in (ours_removed, dt_removed)]
+        curve = expected[(similarity >= lo) & (similarity < hi)].mean()
+        print(f"    J in [{lo:.1f}, {min(hi, 1):.1f}): {len(chosen):5d} pairs, found by ours {found[0]:.3f}, "
+              f"by datatrove {found[1]:.3f}, S-curve {curve:.3f}")
+    planted = {d for p in pairs for d in p}
+    print(f"  removed outside the planted pairs: ours {len(ours_removed - planted)}, "
+          f"datatrove {len(dt_removed - planted)}")
 
 
 # ---- 3. scaling --------------------------------------------------------------------------------
 class ForkExecutor:
-    """Runs each task in its own forked process and records that process's peak RSS."""
+    """Runs each task in its own forked process and records the memory that task added: its peak RSS
+    minus its RSS when it started (the pages shared with this parent process)."""
 
     name = "fork"
 
     def __init__(self) -> None:
         self.peaks: dict[str, list[float]] = {}
-        self.base = 0.0
 
     def map(self, stage: Any, tasks: list[Any], config_hash: str, on_done: Callable[[dict], None]) -> None:
         from pipeline.executors import execute_task
 
+        import psutil
+
         context = multiprocessing.get_context("fork")
-        self.base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         for task in tasks:
             receive, send = context.Pipe(duplex=False)
 
             def child(connection: Any = send, task: Any = task) -> None:
+                start = psutil.Process().memory_info().rss / 2**20
                 marker = execute_task(stage, task, config_hash)
-                connection.send((marker, rss_mb()))
+                connection.send((marker, rss_mb() - start))
 
             process = context.Process(target=child)
             process.start()
@@ -257,49 +297,69 @@ class ForkExecutor:
         pass
 
 
-def scaling_run(folder: Path, partitions: int) -> tuple[dict[str, float], dict[str, float], float]:
+def cpu_seconds() -> float:
+    """CPU time of this process and its finished (joined) children."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
+def scaling_run(folder: Path, partitions: int, executor: Any) -> tuple[dict[str, float], dict[str, float]]:
+    """Per stage CPU seconds, and the largest per-task peak RSS increment (MB) of each stage."""
     from pipeline.runner import build_stages, run_stage
     from pipeline.workdir import Workdir
 
     recipe = pipeline_recipe(["web"], {"preset": "zyda2", "partitions": partitions},
                              {"policy": "keep_one", "max_edges_in_process": 0}, str(folder / "input"))
-    executor = ForkExecutor()
     times: dict[str, float] = {}
     for stage, config_hash in build_stages(recipe, Workdir(str(folder))):
-        start = time.perf_counter()
+        start = cpu_seconds()
         run_stage(stage, config_hash, executor, interactive=False)
-        times[stage.stage_id] = time.perf_counter() - start
-    peaks = {stage: max(values) for stage, values in executor.peaks.items()}
-    return times, peaks, executor.base
+        times[stage.stage_id] = cpu_seconds() - start
+    return times, {stage: max(values) for stage, values in getattr(executor, "peaks", {}).items()}
+
+
+def scaling_worker(folder: str, partitions: int) -> None:
+    """One scaling configuration in a fresh, lean process (a parent that built corpora keeps freed
+    memory resident, and forked tasks would reuse it unseen): warm up, run, print JSON."""
+    from pipeline.executors import LocalExecutor
+
+    with tempfile.TemporaryDirectory() as warm:
+        write_parts(pa.table({"id": ["a", "b"], "source": ["web"] * 2, "text": ["x y z", "x y z"]}),
+                    Path(warm) / "input" / "web", 1)
+        scaling_run(Path(warm), 1, LocalExecutor())  # compile here: forked tasks inherit the code
+    times, peaks = scaling_run(Path(folder), partitions, ForkExecutor())
+    print(json.dumps({"times": times, "peaks": peaks}))
 
 
 def bench_scaling(docs: int, seed: int) -> None:
-    print(f"\n== scaling: {docs} and {4 * docs} documents, zyda2 preset (char 25-grams, 8 x 16), components "
-          f"forced to the distributed rounds, every task in a forked process, one core")
+    print(f"\n== scaling: {docs} and {4 * docs} documents of 60 random words (4 and 16 input parts), zyda2 preset "
+          f"(char 25-grams, 8 x 16), components forced to the distributed rounds, every task in a forked process, "
+          f"one core")
     with tempfile.TemporaryDirectory() as folder:
-        sizes = [(docs, 4, 4), (4 * docs, 16, 16)]
-        for n, parts, _ in sizes:
+        root = Path(folder)
+        for n, parts in ((docs, 4), (4 * docs, 16)):
             corpus = planted_corpus(originals=n - n // 10, duplicates=n // 10, edit_range=(0.0, 0.03), seed=seed,
-                                    sources=("web",), min_chars=2500)
-            write_parts(corpus.table, Path(folder) / f"n{n}" / "input" / "web", parts)
+                                    sources=("web",), words=60)
+            for partitions in (4, 16) if n > docs else (4,):
+                write_parts(corpus.table, root / f"n{n}-p{partitions}" / "input" / "web", parts)
             del corpus
-        warm = Path(folder) / "warm"
-        write_parts(pa.table({"id": ["a", "b"], "source": ["web"] * 2, "text": ["x y z", "x y z"]}),
-                    warm / "input" / "web", 1)
-        scaling_run(warm, 1)
-        results = []
-        for n, parts, partitions in sizes:
-            times, peaks, base = scaling_run(Path(folder) / f"n{n}", partitions)
-            results.append((n, times, peaks, base))
-            stages = ", ".join(f"{s} {t:.1f} s / {peaks.get(s, 0):.0f} MB" for s, t in times.items() if s != "input")
-            print(f"  N={n:6d}: {parts} parts, {partitions} partitions: total {sum(times.values()):.1f} s; "
-                  f"per stage time / peak RSS per task: {stages}; parent RSS {base:.0f} MB")
-        (n1, t1, p1, b1), (n4, t4, p4, b4) = results
-        print(f"  time ratio {sum(t4.values()) / sum(t1.values()):.2f} for 4x the documents (target <= 4.5)")
-        for stage in ("minhash", "lsh", "components", "dedup"):
-            above1, above4 = max(p1[stage] - b1, 1.0), max(p4[stage] - b4, 1.0)
-            print(f"  {stage:10s} peak RSS per task {p1[stage]:.0f} -> {p4[stage]:.0f} MB (x{p4[stage] / p1[stage]:.2f}); "
-                  f"above the parent {above1:.0f} -> {above4:.0f} MB (x{above4 / above1:.2f})")
+        runs = {}
+        for n, partitions in ((docs, 4), (4 * docs, 4), (4 * docs, 16)):
+            output = subprocess.run([sys.executable, __file__, "--scaling-worker", str(root / f"n{n}-p{partitions}"),
+                                     str(partitions)], check=True, capture_output=True, text=True).stdout
+            result = json.loads(output.strip().splitlines()[-1])
+            times, peaks = result["times"], result["peaks"]
+            runs[(n, partitions)] = (times, peaks)
+            stages = ", ".join(f"{s} {t:.1f} s / {peaks[s]:.0f} MB" for s, t in times.items() if s != "input")
+            print(f"  N={n:6d}, {partitions:2d} partitions: {sum(times.values()):6.1f} CPU s; per stage CPU time / "
+                  f"largest task's peak RSS above its start: {stages}")
+    (t1, p1), (t4, p4), (t16, p16) = runs[(docs, 4)], runs[(4 * docs, 4)], runs[(4 * docs, 16)]
+    print(f"  time ratio 4N/N at 4 partitions: {sum(t4.values()) / sum(t1.values()):.2f} (target <= 4.5); "
+          f"with 4x the partitions too: {sum(t16.values()) / sum(t1.values()):.2f}")
+    for stage in ("lsh", "components"):
+        print(f"  {stage:10s} peak RSS per task, N / 4 partitions -> 4N / 16 partitions: {p1[stage]:.0f} -> "
+              f"{p16[stage]:.0f} MB (x{p16[stage] / p1[stage]:.2f}, target <= 1.5); 4N / 4 partitions: "
+              f"{p4[stage]:.0f} MB (x{p4[stage] / p1[stage]:.2f})")
 
 
 def main() -> int:
@@ -308,11 +368,15 @@ def main() -> int:
     parser.add_argument("--pipeline-docs", type=int, default=8000)
     parser.add_argument("--full", action="store_true", help="whole-pipeline comparison on 80,000 documents")
     parser.add_argument("--skip-datatrove-pipeline", action="store_true")
-    parser.add_argument("--scale-docs", type=int, default=5000)
+    parser.add_argument("--scale-docs", type=int, default=100_000, help="N of the scaling runs (N and 4N)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sections", default="signatures,pipeline,scaling")
+    parser.add_argument("--scaling-worker", nargs=2, metavar=("FOLDER", "PARTITIONS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     pin_one_core()
+    if args.scaling_worker:
+        scaling_worker(args.scaling_worker[0], int(args.scaling_worker[1]))
+        return 0
     sections = set(args.sections.split(","))
     if "signatures" in sections:
         bench_signatures(args.signature_docs, args.seed)

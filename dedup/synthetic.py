@@ -48,6 +48,13 @@ def pages(count: int, rng: np.random.Generator, min_chars: int = 2000) -> list[s
     return out
 
 
+def word_docs(count: int, words: int, rng: np.random.Generator) -> list[str]:
+    """`count` short documents of `words` random vocabulary words: unique, cheap to make by the million."""
+    vocab = np.array(vocabulary(), dtype=object)
+    picks = rng.integers(len(vocab), size=(count, words))
+    return [" ".join(row) for row in vocab[picks].tolist()]
+
+
 def edit_words(text: str, fraction: float, rng: np.random.Generator) -> str:
     """Replace about `fraction` of the words of `text` (chosen at random) with random vocabulary words."""
     words = text.split(" ")
@@ -68,11 +75,11 @@ class PlantedCorpus:
 
 def planted_corpus(originals: int, duplicates: int, edit_range: tuple[float, float], seed: int = 0,
                    sources: tuple[str, ...] = ("fwe3", "dclm", "zyda", "dolma_cc"), min_chars: int = 2000,
-                   ) -> PlantedCorpus:
-    """`originals` pages plus `duplicates` edited copies of distinct originals (edit fraction drawn
-    uniformly from `edit_range`), each document in a random source."""
+                   words: int | None = None) -> PlantedCorpus:
+    """`originals` pages (or, with `words`, short random-word documents) plus `duplicates` edited copies
+    of distinct originals (edit fraction drawn uniformly from `edit_range`), each in a random source."""
     rng = np.random.default_rng(seed)
-    texts = pages(originals, rng, min_chars)
+    texts = word_docs(originals, words, rng) if words else pages(originals, rng, min_chars)
     ids = [f"doc-{i:07d}" for i in range(originals)]
     pairs = []
     for j, k in enumerate(rng.choice(originals, size=min(duplicates, originals), replace=False)):
