@@ -102,6 +102,10 @@ def test_runs_that_would_lose_or_mix_work_are_refused(demo_tokens, tmp_path):
                                            "steps": 4}, "optim": {"lr": 1e-3}})
     with pytest.raises(TrainError, match="optim.lr"):
         train(changed, str(demo_tokens), tmp_path / "run", resume=True)
+    wider = load_config(TINY, {"model": {"d_model": 32}, "train": {"micro_batch_size": 2, "seq_len": 64,
+                                                                   "log_every": 1, "ckpt_every": 1000, "steps": 4}})
+    with pytest.raises(TrainError, match="model.d_model"):
+        train(wider, str(demo_tokens), tmp_path / "run", resume=True)
     with pytest.raises(TrainError, match="nothing to do"):
         train(tiny(steps=2), str(demo_tokens), tmp_path / "run", resume=True)
     small_vocab = load_config(TINY, {"model": {"vocab_size": 1000}, "train": {"steps": 1}})

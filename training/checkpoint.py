@@ -102,6 +102,11 @@ def save_checkpoint(
     return final
 
 
+def read_meta(path: Path) -> dict[str, Any]:
+    """A checkpoint's step, token count and config, without loading any tensor."""
+    return json.loads((path / "meta.json").read_text())
+
+
 def load_checkpoint(
     path: Path,
     model: nn.Module,
@@ -110,7 +115,7 @@ def load_checkpoint(
     env: DistEnv,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Restore model/optimizer/scheduler/RNG in place; returns (meta, this rank's data-loader state)."""
-    meta = json.loads((path / "meta.json").read_text())
+    meta = read_meta(path)
     if meta["world_size"] != env.world_size:
         raise CheckpointError(f"{path} was written by {meta['world_size']} processes, this run has "
                               f"{env.world_size}; the data-loader positions are per rank")

@@ -22,7 +22,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from training.checkpoint import latest_checkpoint, load_checkpoint, read_meta, save_checkpoint
 from training.config import RunConfig
 from training.data import TokenLoader
 from training.distributed import DistEnv, all_reduce_mean, init_distributed, wrap_model
@@ -113,7 +113,8 @@ def _train(config: RunConfig, data: str, out: Path, resume: bool, env: DistEnv) 
                          f"{config.model.vocab_size}")
 
     torch.manual_seed(tcfg.seed)
-    model = Zamba2(config.model).to(env.device)
+    with env.device:  # allocate on the GPU directly: no full fp32 copy in host memory per rank
+        model = Zamba2(config.model)
     train_flops_per_token = 3 * model.flops_per_token(tcfg.seq_len)
     parallel = "ddp" if tcfg.parallel == "auto" else tcfg.parallel
     wrapped = wrap_model(model, env, parallel, bf16)
@@ -131,8 +132,8 @@ def _train(config: RunConfig, data: str, out: Path, resume: bool, env: DistEnv) 
         raise TrainError(f"{out} already holds checkpoints (latest {latest.name}); pass --resume to continue "
                          f"or choose another --out")
     if resume and latest is not None:
+        _check_same_run(read_meta(latest)["config"], config, latest)
         meta, data_state = load_checkpoint(latest, wrapped, optimizer, scheduler, env)
-        _check_same_run(meta["config"], config, latest)
         loader.load_state_dict(data_state)
         start = meta["step"]
         if env.is_main:
