@@ -1,7 +1,7 @@
 """Token shard files: a stream of tokenized documents cut into Parquet shards of bounded token count.
 
-Rows are written as they come, one row group of `ROW_GROUP_ROWS` documents at a time, through a
-file object that hashes the bytes on their way out: memory stays at one row group whatever the
+Rows are written as they come, one row group of about `ROW_GROUP_TOKENS` tokens at a time, through
+a file object that hashes the bytes on their way out: memory stays at one row group whatever the
 shard size, and the sha256 recorded in the manifest costs no second read. A shard is written under
 a temporary name and renamed when complete (the workdir's `.tmp-*` convention, so an interrupted
 task's leftovers are cleared before its retry).
@@ -21,8 +21,10 @@ import pyarrow.parquet as pq
 
 from pipeline.workdir import PARQUET_COMPRESSION, Workdir
 
-ROW_GROUP_ROWS = 8192
-"""Documents per Parquet row group: small enough for a loader to read a shard piece by piece."""
+ROW_GROUP_TOKENS = 2**20
+"""Tokens per Parquet row group (a row group ends at the first document boundary past it): about
+2 MB of ids, small enough for a loader to read a shard piece by piece and for the writer's own
+buffers (levels, pages, compression) to stay small."""
 
 
 class HashingFile(io.RawIOBase):
@@ -70,45 +72,42 @@ class ShardWriter:
     shards: list[dict[str, Any]] = field(default_factory=list)
     oversized: int = 0
     _buffer: list[pa.Table] = field(default_factory=list)
-    _buffered_rows: int = 0
+    _buffered_tokens: int = 0
     _rows: int = 0
     _tokens: int = 0
     _open: _OpenShard | None = None
 
     def write(self, table: pa.Table) -> None:
         start = 0
-        for row, count in enumerate(table["num_tokens"].to_numpy().tolist()):
+        counts = table["num_tokens"].to_numpy().tolist()
+        for row, count in enumerate(counts):
             if count > self.target:
                 self.oversized += 1
             if self._tokens and self._tokens + count > self.target:
-                self._append(table.slice(start, row - start))
+                self._append(table.slice(start, row - start), sum(counts[start:row]))
                 self.close_shard()
                 start = row
             self._tokens += count
-        self._append(table.slice(start))
+        self._append(table.slice(start), sum(counts[start:]))
 
-    def _append(self, piece: pa.Table) -> None:
+    def _append(self, piece: pa.Table, tokens: int) -> None:
         if piece.num_rows == 0:
             return
         self._buffer.append(piece)
-        self._buffered_rows += piece.num_rows
+        self._buffered_tokens += tokens
         self._rows += piece.num_rows
-        if self._buffered_rows >= ROW_GROUP_ROWS:
+        if self._buffered_tokens >= ROW_GROUP_TOKENS:
             self._write_buffer()
 
-    def _write_buffer(self, everything: bool = False) -> None:
-        """Write whole row groups from the buffer (and, at the end of a shard, the rest)."""
+    def _write_buffer(self) -> None:
+        """Write the buffered rows as one row group."""
         if not self._buffer:
             return
         table = pa.concat_tables(self._buffer).combine_chunks()
-        cut = table.num_rows if everything else table.num_rows - table.num_rows % ROW_GROUP_ROWS
-        rest = table.slice(cut)
-        self._buffer, self._buffered_rows = ([rest], rest.num_rows) if rest.num_rows else ([], 0)
-        if cut == 0:
-            return
+        self._buffer, self._buffered_tokens = [], 0
         if self._open is None:
             self._open = self._open_shard(table.schema)
-        self._open.writer.write_table(table.slice(0, cut), row_group_size=ROW_GROUP_ROWS)
+        self._open.writer.write_table(table, row_group_size=table.num_rows)
 
     def _open_shard(self, schema: pa.Schema) -> _OpenShard:
         name = f"part-{self.task_id}-{len(self.shards):04d}.parquet"
@@ -121,7 +120,7 @@ class ShardWriter:
 
     def close_shard(self) -> None:
         """Finish the current shard (if it has rows): last row group, footer, rename, record."""
-        self._write_buffer(everything=True)
+        self._write_buffer()
         if self._open is None:
             return
         shard, self._open = self._open, None

@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-from typing import Any, Literal
+from typing import Any, Iterator, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.registry import register_stage
 from pipeline.stage import REASON_COLUMN, PartWriter, SourceStats, Stage, StageError, Task, TaskResult
-from pipeline.token_shards import ROW_GROUP_ROWS, ShardWriter
+from pipeline.token_shards import ShardWriter
 from pipeline.tokenizer import DEFAULT_TOKENIZER, LoadedTokenizer, TokenizerError, encode_documents, load_tokenizer
 from pipeline.workdir import Workdir
 
@@ -170,8 +170,8 @@ class TokenizeStage(Stage):
             merged = pa.concat_tables(held)
             order = np.random.default_rng(task_seed(self.ctx.recipe.recipe.seed, task.task_id)).permutation(
                 merged.num_rows)
-            for start in range(0, len(order), ROW_GROUP_ROWS):  # one permuted row group in memory at a time
-                shards.write(merged.take(pa.array(order[start:start + ROW_GROUP_ROWS])))
+            for start in range(0, len(order), self.params.batch_size):  # one permuted batch in memory at a time
+                shards.write(merged.take(pa.array(order[start:start + self.params.batch_size])))
         shards.close_shard()
         removed.close()
         tokens = sum(s["tokens"] for s in shards.shards)
@@ -180,7 +180,7 @@ class TokenizeStage(Stage):
                         "oversized_documents": shards.oversized, "empty_documents": stats.dropped.get(EMPTY_REASON, 0)}
         return result
 
-    def _tokenized_batches(self, task: Task, stats: SourceStats, removed: PartWriter):
+    def _tokenized_batches(self, task: Task, stats: SourceStats, removed: PartWriter) -> Iterator[pa.Table]:
         """Token tables of the task's documents, batch by batch, with empty ones set aside."""
         assert task.source is not None and self._tokenizer is not None
         specials = 1 + int(self.params.add_bos)
@@ -223,7 +223,8 @@ class TokenizeStage(Stage):
     # ---- finalize --------------------------------------------------------------------------
     def finalize(self, results: dict[str, TaskResult]) -> None:
         shards = sorted((s for r in results.values() for s in r.extra.get("shards", [])), key=lambda s: s["path"])
-        manifest = build_manifest(shards, self._load().info.to_json(), self._weights(),
+        tokenizer = self._load().info.to_json() | {"add_bos": self.params.add_bos}
+        manifest = build_manifest(shards, tokenizer, self._weights(),
                                   {"name": self.ctx.recipe.recipe.name, "hash": self.ctx.recipe.digest(),
                                    "path": self.ctx.recipe.path, "seed": self.ctx.recipe.recipe.seed},
                                   self.params.model_dump(mode="json"))

@@ -44,7 +44,7 @@ def manifest_tokenizer(manifest: dict[str, Any]) -> LoadedTokenizer:
     """The tokenizer named in the manifest; refused when its fingerprint differs from the recorded one."""
     info = manifest["tokenizer"]
     try:
-        loaded = load_tokenizer(info["name"], bool(manifest.get("params", {}).get("add_bos", False)))
+        loaded = load_tokenizer(info["name"], bool(info.get("add_bos", False)))
     except TokenizerError as exc:
         raise StageError(f"cannot load the manifest's tokenizer to decode: {exc}") from None
     if loaded.info.fingerprint != info["fingerprint"]:

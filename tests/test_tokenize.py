@@ -85,8 +85,8 @@ def shard_rows(work: Path, manifest: dict) -> list[dict]:
 def test_shards_and_manifest_follow_the_contract(run):
     manifest = json.loads((run / "tokens" / TOKEN_MANIFEST).read_text())
     assert manifest["version"] == 1
-    assert {k: manifest["tokenizer"][k] for k in ("name", "vocab_size", "bos_id", "eos_id")} == \
-        {"name": MISTRAL_BUILTIN, "vocab_size": 32000, "bos_id": 1, "eos_id": 2}
+    assert {k: manifest["tokenizer"][k] for k in ("name", "vocab_size", "bos_id", "eos_id", "add_bos")} == \
+        {"name": MISTRAL_BUILTIN, "vocab_size": 32000, "bos_id": 1, "eos_id": 2, "add_bos": False}
     assert manifest["tokenizer"]["sha256"] == load_tokenizer(MISTRAL_BUILTIN).info.sha256
     recipe = load_recipe(run.parent / "recipe" / "recipe.yaml")
     assert manifest["recipe"]["name"] == "fixture" and manifest["recipe"]["hash"] == recipe.digest()
@@ -163,7 +163,7 @@ def test_eos_only_keeps_empty_documents_and_add_bos_starts_each_one(tmp_path, da
     assert len(rows) == FILES * ROWS
     assert rows["dclm-00000-0000003"]["input_ids"] == [1, 2]
     assert all(r["input_ids"][0] == 1 and r["input_ids"][-1] == 2 for r in rows.values())
-    assert manifest["sources"]["dclm"]["share"] == 1.0
+    assert manifest["sources"]["dclm"]["share"] == 1.0 and manifest["tokenizer"]["add_bos"] is True
 
 
 def test_shuffled_runs_are_byte_identical_on_local_and_ray(tmp_path, data, ray_local):
@@ -260,26 +260,27 @@ def test_sample_recipe_round_trips_every_document(sample_run):
 
 
 def test_shard_writer_streams_row_groups_and_cuts_at_the_target(tmp_path):
-    from pipeline.token_shards import ROW_GROUP_ROWS, ShardWriter
+    from pipeline.token_shards import ROW_GROUP_TOKENS, ShardWriter
     from pipeline.workdir import Workdir
 
     rows = 20_000
-    counts = np.ones(rows, dtype=np.int32)
-    counts[17_000] = 40_000  # longer than the target: a shard of its own
+    counts = np.full(rows, 100, dtype=np.int32)
+    counts[17_000] = 4_000_000  # longer than the target: a shard of its own
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
     table = pa.table({"id": [f"d{i:06d}" for i in range(rows)], "source": ["s"] * rows,
                       "input_ids": pa.ListArray.from_arrays(pa.array(offsets), pa.array(np.full(offsets[-1], 2, np.uint16))),
                       "num_tokens": pa.array(counts)})
-    writer = ShardWriter(Workdir(str(tmp_path)), str(tmp_path / "tokens" / "s"), "s-00000", "s", target=15_000)
+    writer = ShardWriter(Workdir(str(tmp_path)), str(tmp_path / "tokens" / "s"), "s-00000", "s", target=1_500_000)
     for start in range(0, rows, 777):
         writer.write(table.slice(start, 777))
     writer.close_shard()
-    assert [(s["documents"], s["tokens"]) for s in writer.shards] == [(15_000, 15_000), (2_000, 2_000),
-                                                                       (1, 40_000), (2_999, 2_999)]
+    assert [(s["documents"], s["tokens"]) for s in writer.shards] == [(15_000, 1_500_000), (2_000, 200_000),
+                                                                       (1, 4_000_000), (2_999, 299_900)]
     assert writer.oversized == 1
     first = pq.ParquetFile(tmp_path / writer.shards[0]["path"])
-    assert [first.metadata.row_group(i).num_rows for i in range(first.metadata.num_row_groups)] == \
-        [ROW_GROUP_ROWS, 15_000 - ROW_GROUP_ROWS]
+    groups = [first.metadata.row_group(i).num_rows * 100 for i in range(first.metadata.num_row_groups)]
+    assert len(groups) == 2 and sum(groups) == 1_500_000
+    assert ROW_GROUP_TOKENS <= groups[0] < ROW_GROUP_TOKENS + 777 * 100  # ends at the batch past the target
     for shard in writer.shards:
         data = (tmp_path / shard["path"]).read_bytes()
         assert hashlib.sha256(data).hexdigest() == shard["sha256"] and len(data) == shard["bytes"]
