@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from dedup.api import _recipe, exact_dedup, fuzzy_dedup
+from dedup.api import _recipe, _run, exact_dedup, fuzzy_dedup
 from dedup.config import preset_config
 from dedup.signatures import jaccard, shingle_sets
 from dedup.synthetic import planted_corpus
@@ -190,6 +190,8 @@ def test_library_entry_point_rejects_bad_tables():
         fuzzy_dedup(good.set_column(1, "source", pa.array(["dclm", "mystery"])), ranks=RANKS)
     with pytest.raises(ValueError, match="unknown policy"):
         fuzzy_dedup(good, policy="newest")
+    nothing = fuzzy_dedup(good, ranks=RANKS)  # no duplicates at all: every document is its own component
+    assert nothing["component"].to_pylist() == ["a", "b"] and not any(nothing["removed"].to_pylist())
     empty = fuzzy_dedup(pa.table({"id": ["e1", "e2", "w"], "source": ["dclm"] * 3, "text": ["", "", "   "]}),
                         ranks=RANKS, policy="keep_one")
     assert empty["removed"].to_pylist() == [False, True, False]  # two empty texts are identical
@@ -215,3 +217,21 @@ def test_dedup_report(workdir, capsys):
     out = capsys.readouterr().out
     assert "## components" in out and "| removed from | duplicate of | documents |" in out and "Largest clusters" in out
     assert main(["dedup-report", str(workdir), "--stage", "ingest"]) == 2
+
+
+def test_verify_keeps_only_pairs_at_the_true_jaccard_threshold():
+    corpus = planted_corpus(originals=80, duplicates=80, edit_range=(0.0, 0.06), seed=3, min_chars=1200)
+    config = preset_config("datatrove")
+    texts = dict(zip(corpus.table["id"].to_pylist(), corpus.table["text"].to_pylist()))
+    sets = shingle_sets(pa.array([texts[a] for a, _ in corpus.pairs] + [texts[b] for _, b in corpus.pairs]), config)
+    similarity = {p: jaccard(sets[i], sets[len(corpus.pairs) + i]) for i, p in enumerate(corpus.pairs)}
+    plain = fuzzy_dedup(corpus.table, preset="datatrove", policy="keep_one")
+    verified = fuzzy_dedup(corpus.table, preset="datatrove", policy="keep_one", verify=True, threshold=0.8)
+
+    def found(result: pa.Table) -> set[tuple[str, str]]:
+        component = dict(zip(result["id"].to_pylist(), result["component"].to_pylist()))
+        return {p for p in corpus.pairs if component[p[0]] == component[p[1]]}
+    assert {p for p in found(plain) if similarity[p] >= 0.8} == found(verified)
+    assert any(similarity[p] < 0.8 for p in found(plain))  # the check had something to drop
+    with pytest.raises(StageError, match="verify needs shingles"):  # exact keys: the lsh stage refuses up front
+        _run(corpus.table, {"id": "exact", "type": "exact_hash"}, {"verify": True}, "keep_one", None, "local", None, 0)
