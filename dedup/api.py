@@ -26,6 +26,7 @@ RESULT_SCHEMA = pa.schema([("id", pa.string()), ("component", pa.string()), ("re
                            ("duplicate_of", pa.string())])
 SOURCE_MANIFESTS = Path(__file__).resolve().parents[1] / "manifests" / "sources"
 INPUT_STAGE = "input"
+RECIPE_NAME = "dedup-library-call"
 
 
 def default_ranks() -> dict[str, int]:
@@ -71,16 +72,30 @@ def _run(table: pa.Table, key_stage: dict[str, Any], lsh_params: dict[str, Any],
     with tempfile.TemporaryDirectory(prefix="zyda-dedup-") as scratch:
         url = workdir or scratch
         work = Workdir(url)
-        for source in sources:
-            rows = table.filter(pc.equal(table["source"], source))
-            work.write_table_atomic(work.path(INPUT_STAGE, source, "part-00000.parquet"), rows)
         stages = [{"id": INPUT_STAGE, "type": "preloaded"}, key_stage,
                   {"id": "lsh", "type": "lsh", "params": lsh_params},
                   {"id": "components", "type": "components", "params": {"policy": policy}}]
+        _clear(work, [s["id"] for s in stages])
+        for source in sources:
+            work.write_table_atomic(work.path(INPUT_STAGE, source, "part-00000.parquet"),
+                                    table.filter(pc.equal(table["source"], source)))
         recipe = _recipe(sources, ranks, stages, seed, work.path(INPUT_STAGE))
         run_recipe(recipe, url, executor=executor, interactive=False)
         decisions = _decisions(work)
     return _result(table["id"], decisions)
+
+
+def _clear(work: Any, stage_ids: list[str]) -> None:
+    """Empty what an earlier call left in a reused workdir; never touch another kind of run's workdir."""
+    from pipeline.runner import RUN_MANIFEST
+
+    manifest = work.path(RUN_MANIFEST)
+    if work.exists(manifest) and work.read_json(manifest)["recipe"]["name"] != RECIPE_NAME:
+        raise ValueError(f"{work.url} holds a recipe run ({work.read_json(manifest)['recipe']['name']}), not an "
+                         f"earlier dedup call: give an empty or dedup-only workdir")
+    for stage_id in stage_ids:
+        for folder in (work.stage_dir(stage_id), work.removed_dir(stage_id), work.state_dir(stage_id)):
+            work.remove(folder)
 
 
 def _checked(table: pa.Table, policy: str) -> pa.Table:
@@ -119,7 +134,7 @@ def _recipe(sources: list[str], ranks: dict[str, int], stages: list[dict[str, An
                                        dedup_rank=ranks[s]) for s in sources}
     except ValueError as exc:
         raise ManifestError(f"source names must be lowercase letters, digits and _: {exc}") from None
-    recipe = Recipe.model_validate({"name": "fuzzy_dedup", "seed": seed, "stages": stages,
+    recipe = Recipe.model_validate({"name": RECIPE_NAME, "seed": seed, "stages": stages,
                                     "sources": [{"manifest": f"<{s}>"} for s in sources]})
     return LoadedRecipe(recipe, "<dedup.api>", manifests)
 

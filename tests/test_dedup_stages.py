@@ -235,3 +235,13 @@ def test_verify_keeps_only_pairs_at_the_true_jaccard_threshold():
     assert any(similarity[p] < 0.8 for p in found(plain))  # the check had something to drop
     with pytest.raises(StageError, match="verify needs shingles"):  # exact keys: the lsh stage refuses up front
         _run(corpus.table, {"id": "exact", "type": "exact_hash"}, {"verify": True}, "keep_one", None, "local", None, 0)
+
+
+def test_library_workdir_reuse_follows_the_documents(tmp_path, workdir):
+    first = pa.table({"id": ["a", "b", "c"], "source": ["dclm", "zyda", "zyda"], "text": ["same", "same", "other"]})
+    assert fuzzy_dedup(first, workdir=str(tmp_path), ranks=RANKS)["removed"].to_pylist() == [False, True, False]
+    assert (tmp_path / "removed" / "dedup").exists() is False and (tmp_path / "components" / "decisions").exists()
+    second = first.set_column(2, "text", pa.array(["same", "other", "other"]))
+    assert fuzzy_dedup(second, workdir=str(tmp_path), policy="keep_one")["removed"].to_pylist() == [False, False, True]
+    with pytest.raises(ValueError, match="holds a recipe run"):  # never clears a pipeline's workdir
+        fuzzy_dedup(first, workdir=str(workdir), ranks=RANKS)
