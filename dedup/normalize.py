@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import re
 import string
-import sys
 import unicodedata
 from functools import lru_cache
 from typing import Callable, Literal
