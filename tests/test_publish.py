@@ -141,8 +141,12 @@ def test_rerun_restages_only_the_plan_and_keeps_resume_state(work, fake_hub):
     resume = folder / ".cache" / "huggingface" / "upload" / "state.json"
     resume.parent.mkdir(parents=True, exist_ok=True)
     resume.write_text("{}")
+    staged = folder / next(iter(data_files(work)))
+    staged.unlink()
+    staged.write_bytes(b"stale bytes of an earlier run")  # not the workdir's file any more
     assert main(["publish", str(work), "--repo-id", REPO]) == 0
     assert not (folder / "tokens").exists() and resume.exists()
+    assert staged.stat().st_ino == next(iter(data_files(work).values())).stat().st_ino
     assert fake_hub[-1]["layout"] == sorted(list(data_files(work)) + ["README.md"])
     assert fake_hub[-1]["delete_patterns"] == ["data/**", "tokens/**"]
 
