@@ -42,7 +42,8 @@ zyda2: install
 	$(ZYDA) run manifests/zyda2.yaml --workdir $(WORKDIR) $(if $(LIMIT),--limit $(LIMIT),)
 
 bench: install
-	for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	# As modules from the repository root: run as files, bench/tokenize.py would shadow the stdlib.
+	for b in bench/*.py; do echo "== $$b"; $(PY) -m bench.$$(basename $$b .py) || exit 1; done
 
 lint: install
 	$(PY) -m compileall -q pipeline filters dedup classifiers training bench tests

@@ -18,7 +18,11 @@ import pyarrow as pa
 import pyarrow.json as pj
 import pyarrow.parquet as pq
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# Run as a script, this folder would come first on sys.path and its files (tokenize.py, ...) would
+# shadow the standard library: import from the repository instead.
+_BENCH_DIR = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _BENCH_DIR]
+sys.path.insert(0, str(_BENCH_DIR.parent))
 
 from pipeline.manifest import load_recipe  # noqa: E402
 from pipeline.runner import run_recipe  # noqa: E402

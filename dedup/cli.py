@@ -34,7 +34,7 @@ def components_stages(workdir: Workdir, wanted: str | None) -> list[str]:
 
 
 def _command(args: argparse.Namespace) -> int:
-    workdir = Workdir(args.workdir)
+    workdir = Workdir(args.workdir, create=False)
     try:
         summaries = [dedup_summary(workdir, stage, top=args.top) for stage in components_stages(workdir, args.stage)]
     except StageError as exc:

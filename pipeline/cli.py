@@ -68,7 +68,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from pipeline.runner import stage_status
     from pipeline.workdir import Workdir
 
-    rows = stage_status(Workdir(args.workdir))
+    rows = stage_status(Workdir(args.workdir, create=False))
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
@@ -86,7 +86,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from pipeline.report import write_report
     from pipeline.workdir import Workdir
 
-    paths = write_report(Workdir(args.workdir))
+    paths = write_report(Workdir(args.workdir, create=False))
     for path in paths:
         print(path)
     return 0
@@ -131,11 +131,12 @@ def _user_error(exc: BaseException) -> BaseException | None:
     from pipeline.manifest import ManifestError
     from pipeline.readers import BadInputError
     from pipeline.stage import AccountingError, StageError
+    from pipeline.workdir import WorkdirError
 
     cause = getattr(exc, "cause", None)
     if cause is not None and type(exc).__name__.startswith("RayTaskError"):
         exc = cause
-    return exc if isinstance(exc, (ManifestError, BadInputError, StageError, AccountingError)) else None
+    return exc if isinstance(exc, (ManifestError, BadInputError, StageError, AccountingError, WorkdirError)) else None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,7 +29,6 @@ from pipeline.manifest import LoadedRecipe
 from pipeline.runner import RUN_MANIFEST, load_workdir_recipe
 from pipeline.stage import StageError
 from pipeline.tokenize import TOKEN_MANIFEST
-from pipeline.tokens_inspect import existing_workdir
 from pipeline.workdir import Workdir
 
 CARD_FILE = "README.md"
@@ -225,7 +224,7 @@ def _print_plan(plan: PublishPlan, staging: Path) -> None:
 
 
 def _cmd_publish(args: argparse.Namespace) -> int:
-    workdir = existing_workdir(args.workdir)
+    workdir = Workdir(args.workdir, create=False)
     plan = plan_publish(workdir, args.repo_id, args.tokens, args.private, args.license)
     staging = Path(args.staging_dir) if args.staging_dir else default_staging(workdir, plan.repo_id)
     if args.dry_run:

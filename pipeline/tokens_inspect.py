@@ -12,7 +12,6 @@ import posixpath
 import sys
 from typing import Any
 
-import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -22,14 +21,6 @@ from pipeline.stage import StageError
 from pipeline.tokenize import TOKEN_MANIFEST, TOKENS_DIR
 from pipeline.tokenizer import LoadedTokenizer, TokenizerError, decode, load_tokenizer
 from pipeline.workdir import Workdir
-
-
-def existing_workdir(url: str) -> Workdir:
-    """The workdir at `url`, refusing (instead of creating) one that does not exist."""
-    fs, root = fsspec.core.url_to_fs(url)
-    if not fs.exists(root):
-        raise StageError(f"workdir {url} does not exist")
-    return Workdir(url)
 
 
 def read_token_manifest(workdir: Workdir) -> dict[str, Any]:
@@ -89,7 +80,7 @@ def _all_end_with(lists: pa.ListArray, token: int) -> bool:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    workdir = existing_workdir(args.workdir)
+    workdir = Workdir(args.workdir, create=False)
     manifest = read_token_manifest(workdir)
     info = manifest["tokenizer"]
     print(f"tokenizer: {info['name']} ({info['origin']}), vocab {info['vocab_size']:,}, BOS {info['bos_id']}, "

@@ -23,6 +23,11 @@ STATE_DIR = "_state"
 REMOVED_DIR = "removed"
 STAGE_MARKER = "_stage.json"
 PARQUET_COMPRESSION = "zstd"
+ROW_GROUP_BYTES = 64 * 2**20
+
+
+class WorkdirError(ValueError):
+    """A workdir that should exist and does not (a mistyped path for a read-only command)."""
 
 
 @dataclass
@@ -30,19 +35,24 @@ class Workdir:
     """A run's root folder, local or remote; every path it hands out is relative-safe and absolute."""
 
     url: str
+    create: bool = True
+    """False for commands that only read a finished run: a missing folder is an error, not created."""
     fs: fsspec.AbstractFileSystem = field(init=False, repr=False)
     root: str = field(init=False)
 
     def __post_init__(self) -> None:
         self.fs, self.root = fsspec.core.url_to_fs(self.url)
         self.root = self.root.rstrip("/") or "/"
-        self.fs.makedirs(self.root, exist_ok=True)
+        if self.create:
+            self.fs.makedirs(self.root, exist_ok=True)
+        elif not self.fs.exists(self.root):
+            raise WorkdirError(f"workdir {self.url} does not exist")
 
     def __getstate__(self) -> dict[str, Any]:
         return {"url": self.url}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.url = state["url"]
+        self.url, self.create = state["url"], True
         self.__post_init__()
 
     # ---- paths -------------------------------------------------------------------------------
@@ -115,11 +125,14 @@ class Workdir:
             yield from pq.ParquetFile(handle).iter_batches(batch_size=batch_size, columns=columns)
 
     def write_table_atomic(self, path: str, table: pa.Table) -> None:
-        """Write one Parquet file under a temporary name, then rename: readers never see half a file."""
+        """Write one Parquet file under a temporary name, then rename: readers never see half a file.
+
+        Row groups of about ROW_GROUP_BYTES keep a reader's memory bounded by that, not by the file."""
         self.fs.makedirs(posixpath.dirname(path), exist_ok=True)
         tmp = self._tmp_name(path)
+        rows_per_group = max(1, int(table.num_rows * ROW_GROUP_BYTES / max(table.nbytes, 1)))
         with self.fs.open(tmp, "wb") as handle:
-            pq.write_table(table, handle, compression=PARQUET_COMPRESSION)
+            pq.write_table(table, handle, compression=PARQUET_COMPRESSION, row_group_size=rows_per_group)
         self.fs.mv(tmp, path)
 
     def clear_task_outputs(self, folders: list[str], task_id: str) -> None:

@@ -134,6 +134,8 @@ def test_cli_status_report_and_plain_errors(tmp_path, upstream, capsys):
 
     assert main(["run", str(tmp_path / "missing.yaml"), "--workdir", workdir, "--executor", "local"]) == 2
     assert "manifest file not found" in capsys.readouterr().err
+    assert main(["status", str(tmp_path / "mistyped")]) == 2
+    assert "does not exist" in capsys.readouterr().err and not (tmp_path / "mistyped").exists()
     for path in (upstream / "dolma").rglob("*.json.gz"):
         os.remove(path)
     assert main(["ingest", str(recipe_path), "--workdir", str(tmp_path / "w2"), "--executor", "local"]) == 2
