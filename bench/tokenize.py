@@ -125,11 +125,9 @@ def worker_raw(folder: Path, threads: int) -> dict:
 
 def worker_stage(folder: Path, threads: int) -> dict:
     from pipeline.manifest import load_recipe
-    from pipeline.registry import stage_types
     from pipeline.runner import run_recipe
 
-    recipe = load_recipe(folder / "recipe" / "recipe.yaml")
-    stage_types()  # imports every stage module now, as datatrove's imports happen before its clock
+    recipe = load_recipe(folder / "recipe" / "recipe.yaml")  # imports the recipe's stage modules before the clock
     for previous in ("tokens", "_state/tokens", "removed/tokens"):  # an earlier round's output
         shutil.rmtree(folder / "work" / previous, ignore_errors=True)
     base = peak_rss_mb()

@@ -8,7 +8,6 @@ step ROC curve.
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import rankdata
 
 
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -16,6 +15,8 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     positives, negatives = int(labels.sum()), int((~labels).sum())
     if positives == 0 or negatives == 0:
         return float("nan")
+    from scipy.stats import rankdata  # scipy.stats costs ~1 s to import: only when evaluating
+
     ranks = rankdata(scores)  # average ranks for ties
     return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
 

@@ -35,7 +35,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from classifiers.keep import KeepRule
 from classifiers.locate import local_model_file, local_model_folder, sha256_file, sha256_folder
-from pipeline.registry import register_stage
 from pipeline.stage import BatchDecision, DocumentStage, StageContext, StageError, Task, TaskResult
 
 log = logging.getLogger("zyda")
@@ -109,7 +108,6 @@ class ClassifyParams(BaseModel):
                 self.max_tokens if self.max_tokens is not None else tokens)
 
 
-@register_stage
 class ClassifyStage(DocumentStage):
     """Model-based quality classifier (fastText, NeMo DeBERTa, FineWeb-Edu, any HF classifier)."""
 

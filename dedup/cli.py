@@ -7,7 +7,6 @@ import argparse
 import json
 import sys
 
-from dedup.report import dedup_summary, summary_markdown
 from pipeline.stage import StageError
 from pipeline.workdir import Workdir
 
@@ -34,6 +33,8 @@ def components_stages(workdir: Workdir, wanted: str | None) -> list[str]:
 
 
 def _command(args: argparse.Namespace) -> int:
+    from dedup.report import dedup_summary, summary_markdown  # numba: only when the command runs
+
     workdir = Workdir(args.workdir, create=False)
     try:
         summaries = [dedup_summary(workdir, stage, top=args.top) for stage in components_stages(workdir, args.stage)]

@@ -29,7 +29,6 @@ from dedup.hashing import mix_partition
 from dedup.resolve import MEMBER_SCHEMA, Policy, resolve
 from dedup.shuffle import map_jobs, read_partition, write_partitioned
 from dedup.upstream import read_meta, upstream_stage, write_meta
-from pipeline.registry import register_stage
 from pipeline.stage import Stage, Task, TaskResult
 from pipeline.workdir import Workdir
 
@@ -46,7 +45,6 @@ class ComponentsParams(BaseModel):
     max_rounds: int = Field(default=200, ge=1)
 
 
-@register_stage
 class ComponentsStage(Stage):
     type_name = "components"
     Params = ComponentsParams

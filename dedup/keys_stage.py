@@ -26,7 +26,6 @@ from dedup.normalize import Normalization
 from dedup.shuffle import partition_dirs, write_partitioned
 from dedup.signatures import compute_signatures, exact_keys
 from dedup.upstream import write_meta
-from pipeline.registry import register_stage
 from pipeline.stage import Stage, StageError, Task, TaskResult
 
 log = logging.getLogger("zyda.dedup")
@@ -129,7 +128,6 @@ class MinHashParams(MinHashSettings):
     partitions: int = Field(default=16, ge=1, le=65536, description="key-range partitions (= lsh tasks)")
 
 
-@register_stage
 class MinHashStage(KeyStage):
     """MinHash signatures -> one key per band, routed by key range for the `lsh` stage."""
 
@@ -162,7 +160,6 @@ class ExactParams(BaseModel):
     seed: int | None = None
 
 
-@register_stage
 class ExactHashStage(KeyStage):
     """A 122-bit hash of each (optionally normalized) text: exact duplicates share one bucket."""
 

@@ -21,7 +21,6 @@ from dedup.keys_stage import ID_SCHEMA, KEY_SCHEMA
 from dedup.lsh import group_buckets, star_edges, verified_edges
 from dedup.shuffle import partition_dirs, read_partition, write_partitioned
 from dedup.upstream import KEY_STAGE_TYPES, fetch_texts, node_location, read_meta, upstream_stage, write_meta
-from pipeline.registry import register_stage
 from pipeline.stage import Stage, StageError, Task, TaskResult
 
 log = logging.getLogger("zyda.dedup")
@@ -36,7 +35,6 @@ class LshParams(BaseModel):
     edge_partitions: int | None = Field(default=None, ge=1, le=65536, description="default: the key partitions")
 
 
-@register_stage
 class LshStage(Stage):
     type_name = "lsh"
     Params = LshParams

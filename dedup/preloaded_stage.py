@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import pyarrow.parquet as pq
 
-from pipeline.registry import register_stage
 from pipeline.stage import Stage, StageError, Task, TaskResult
 
 REQUIRED_COLUMNS = ("id", "text", "source")
 
 
-@register_stage
 class PreloadedStage(Stage):
     type_name = "preloaded"
 

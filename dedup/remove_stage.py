@@ -17,7 +17,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from dedup.resolve import DECISION_SCHEMA
 from dedup.shuffle import read_partition
 from dedup.upstream import read_meta, upstream_stage
-from pipeline.registry import register_stage
 from pipeline.stage import DUPLICATE_OF_COLUMN, BatchDecision, DocumentStage, StageError, Task, TaskResult
 
 
@@ -27,7 +26,6 @@ class RemoveParams(BaseModel):
     components: str | None = Field(default=None, description="the components stage; default the nearest earlier")
 
 
-@register_stage
 class DedupRemoveStage(DocumentStage):
     type_name = "dedup_remove"
     Params = RemoveParams

@@ -23,7 +23,6 @@ from datatrove.pipeline.filters.base_filter import BaseFilter
 from pydantic import BaseModel, ConfigDict, create_model
 
 from filters.filter_stage import FilterStage
-from pipeline.registry import register_stage
 
 _NOT_PARAMS = {"self", "exclusion_writer"}
 _TYPE_FIXES: dict[str, Any] = {
@@ -71,7 +70,6 @@ class DatatroveFilterStage(FilterStage):
         return self.filter_cls(**_as_filter_kwargs(self.params))
 
 
-@register_stage
 class GopherQualityStage(DatatroveFilterStage):
     """Gopher quality rules (word counts and lengths, symbols, bullets, ellipses, stop words)."""
 
@@ -80,7 +78,6 @@ class GopherQualityStage(DatatroveFilterStage):
     Params = GopherQualityParams
 
 
-@register_stage
 class GopherRepetitionStage(DatatroveFilterStage):
     """Gopher repetition rules (duplicate lines/paragraphs, top and duplicated n-grams)."""
 
@@ -89,7 +86,6 @@ class GopherRepetitionStage(DatatroveFilterStage):
     Params = GopherRepetitionParams
 
 
-@register_stage
 class C4QualityStage(DatatroveFilterStage):
     """C4 rules: line-level cleanup (terminal punctuation, javascript, policy lines) and page rules."""
 
@@ -98,7 +94,6 @@ class C4QualityStage(DatatroveFilterStage):
     Params = C4QualityParams
 
 
-@register_stage
 class FineWebQualityStage(DatatroveFilterStage):
     """FineWeb's rules (line punctuation, short lines, duplicated characters, list-like pages)."""
 

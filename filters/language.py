@@ -26,7 +26,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from filters.filter_stage import FilterStage
 from pipeline.manifest import expand_env
-from pipeline.registry import register_stage
 from pipeline.stage import StageError
 
 LANGUAGE_COLUMN, SCORE_COLUMN = "language", "language_score"
@@ -88,7 +87,6 @@ class LanguageParams(BaseModel):
     label_only: bool = Field(default=False, description="only add the columns, drop nothing")
 
 
-@register_stage
 class LanguageIdStage(FilterStage):
     """fastText lid.176 language ID: `language` and `language_score` columns, keep rule from datatrove."""
 

@@ -22,7 +22,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.registry import register_stage
 from pipeline.stage import BatchDecision, DocumentStage, StageError, Task
 
 _OPS = {">=": "greater_equal", ">": "greater", "<=": "less_equal", "<": "less", "==": "equal", "!=": "not_equal"}
@@ -38,7 +37,6 @@ class MetadataThresholdParams(BaseModel):
     missing: Literal["drop", "keep"] = Field(default="drop", description="documents whose value is null")
 
 
-@register_stage
 class MetadataThresholdStage(DocumentStage):
     """Keeps rows where `<field> <op> <value>`; e.g. FineWeb-Edu `meta.int_score >= 3`."""
 

@@ -28,7 +28,6 @@ from filters.filter_stage import FilterStage
 from filters.wordlists import UPSTREAM_BASE_URL, WordListError, load_word_lists, word_lists_digest
 from filters.zyda1 import FEATURES_KEY, Zyda1Filter, Zyda1Thresholds
 from pipeline.manifest import expand_env
-from pipeline.registry import register_stage
 from pipeline.stage import StageError, Task, TaskResult
 
 log = logging.getLogger("zyda.filters")
@@ -47,7 +46,6 @@ class Zyda1Params(BaseModel):
     thresholds: Zyda1Thresholds = Zyda1Thresholds()
 
 
-@register_stage
 class Zyda1FilterStage(FilterStage):
     """Zyda-1's syntactic filter; features in `filter_features[<stage id>]`, reasons `zyda1:<rule>`."""
 

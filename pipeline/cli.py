@@ -11,7 +11,7 @@ from typing import Callable
 
 # Modules that add subcommands through `register_cli(subparsers)`.
 CLI_MODULES: list[str] = ["pipeline.sample", "classifiers.cli", "pipeline.tokens_inspect", "pipeline.publish",
-                          "training.cli", "filters.cli", "dedup.cli"]
+                          "training.cli", "dedup.cli"]
 
 log = logging.getLogger("zyda")
 
@@ -50,14 +50,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return _run(args, [s for s in args.stages.split(",") if s] if args.stages else None)
 
 
-def _stage_command(type_name: str) -> Callable[[argparse.Namespace], int]:
+def _stage_command(type_names: tuple[str, ...]) -> Callable[[argparse.Namespace], int]:
     def command(args: argparse.Namespace) -> int:
         from pipeline.manifest import load_recipe
 
         recipe = load_recipe(args.manifest, max_files=args.limit)
-        ids = [s.id for s in recipe.recipe.stages if s.type == type_name]
+        ids = [s.id for s in recipe.recipe.stages if s.type in type_names]
         if not ids:
-            print(f"error: {args.manifest} has no stage of type {type_name!r}", file=sys.stderr)
+            print(f"error: {args.manifest} has no stage of type {' or '.join(type_names)}", file=sys.stderr)
             return 2
         return _run(args, ids)
 
@@ -93,7 +93,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from pipeline.registry import stage_types
+    from pipeline.registry import GROUPS, LIBRARY_ONLY, type_names
 
     parser = argparse.ArgumentParser(prog="zyda", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -115,14 +115,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     for module in CLI_MODULES:
         importlib.import_module(module).register_cli(sub)
-    for type_name, cls in stage_types().items():
-        if type_name in sub.choices:  # e.g. `report`: the command does what the stage does
+    commands = {name: (name,) for name in type_names()} | GROUPS
+    for name, types in sorted(commands.items()):
+        if name in sub.choices or name in LIBRARY_ONLY:  # `report`: the command does what the stage does
             continue
-        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-        stage = sub.add_parser(type_name, help=f"run only the recipe's {type_name} stage(s): {doc}")
+        what = f"the recipe's {name} stage(s)" if types == (name,) else f"the recipe's {name} stages ({', '.join(types)})"
+        stage = sub.add_parser(name, help=f"run only {what}, in recipe order")
         _add_run_options(stage)
-        stage.set_defaults(func=_stage_command(type_name))
-
+        stage.set_defaults(func=_stage_command(types))
     return parser
 
 

@@ -10,7 +10,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.readers import DECLARED_TYPES, BadRecord, RawBatch, list_files, read_file
-from pipeline.registry import register_stage
 from pipeline.stage import REASON_COLUMN, PartWriter, Stage, Task, TaskResult, text_bytes
 
 DOCUMENT_SCHEMA_HEAD = ["id", "text", "source", "meta"]
@@ -24,7 +23,6 @@ def document_ids(component: str, shard: int, rows: pa.Array) -> pa.Array:
     return pc.binary_join_element_wise(pa.scalar(f"{component}-{shard:05d}"), digits, "-")
 
 
-@register_stage
 class IngestStage(Stage):
     """Reads every file of every source and writes normalized, bounded zstd Parquet partitions."""
 

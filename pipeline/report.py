@@ -11,7 +11,6 @@ import io
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.registry import register_stage
 from pipeline.stage import Stage, Task, TaskResult
 from pipeline.workdir import Workdir
 
@@ -160,7 +159,6 @@ def write_report(workdir: Workdir) -> list[str]:
     return paths
 
 
-@register_stage
 class ReportStage(Stage):
     """Writes the run report as the recipe's last step."""
 

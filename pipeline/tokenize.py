@@ -34,7 +34,6 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.registry import register_stage
 from pipeline.stage import REASON_COLUMN, PartWriter, SourceStats, Stage, StageError, Task, TaskResult
 from pipeline.token_shards import ShardWriter
 from pipeline.tokenizer import DEFAULT_TOKENIZER, LoadedTokenizer, TokenizerError, encode_documents, load_tokenizer
@@ -79,7 +78,6 @@ def task_seed(seed: int, task_id: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}:{task_id}".encode()).digest()[:8], "little")
 
 
-@register_stage
 class TokenizeStage(Stage):
     """Tokenizes the final documents of each source into token shards and writes the token manifest."""
 
