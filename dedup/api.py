@@ -75,7 +75,7 @@ def _run(table: pa.Table, key_stage: dict[str, Any], lsh_params: dict[str, Any],
         stages = [{"id": INPUT_STAGE, "type": "preloaded"}, key_stage,
                   {"id": "lsh", "type": "lsh", "params": lsh_params},
                   {"id": "components", "type": "components", "params": {"policy": policy}}]
-        _clear(work, [s["id"] for s in stages])
+        _clear(work, [INPUT_STAGE, "minhash", "exact", "lsh", "components"])  # either key stage of a past call
         for source in sources:
             work.write_table_atomic(work.path(INPUT_STAGE, source, "part-00000.parquet"),
                                     table.filter(pc.equal(table["source"], source)))
