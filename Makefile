@@ -46,7 +46,7 @@ bench: install
 	for b in bench/*.py; do echo "== $$b"; $(PY) -m bench.$$(basename $$b .py) || exit 1; done
 
 lint: install
-	$(PY) -m compileall -q pipeline filters dedup classifiers training bench tests
+	$(PY) -m pyflakes pipeline filters dedup classifiers training bench tests
 
 clean:
 	rm -rf $(DEMO_DIR) work

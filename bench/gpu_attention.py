@@ -83,11 +83,11 @@ def bench_attention(args: argparse.Namespace, device: torch.device, dtype: torch
             run = torch.compile(layer) if args.compile else layer
             x = torch.randn(args.batch, seq_len, args.width, device=device, dtype=dtype, requires_grad=True)
 
-            def forward():
+            def forward(run=run, x=x):
                 with torch.no_grad():
                     run(x, packing)
 
-            def forward_backward():
+            def forward_backward(run=run, x=x):
                 run(x, packing).float().square().mean().backward()
 
             fwd = timed(forward, args.warmup, args.iters, device)
