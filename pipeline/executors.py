@@ -12,7 +12,7 @@ import socket
 import time
 from typing import Any, Callable, Iterable
 
-from pipeline.stage import Stage, Task, TaskResult
+from pipeline.stage import Stage, StageError, Task, TaskResult
 
 OnDone = Callable[[dict[str, Any]], None]
 
@@ -83,7 +83,12 @@ class RayExecutor:
                                       "configure_logging": False}
             if address is None:
                 kwargs["num_cpus"] = num_cpus or os.cpu_count()
-            ray.init(address=address, **kwargs)
+            try:
+                ray.init(address=address, **kwargs)
+            except ConnectionError as exc:
+                raise StageError(f"cannot join the Ray cluster at {address!r} ({exc}). Start one with "
+                                 f"`ray start --head`, or leave out --ray-address to start a local Ray "
+                                 f"for the run.") from None
         self.ray = ray
 
     def map(self, stage: Stage, tasks: list[Task], config_hash: str, on_done: OnDone) -> None:

@@ -140,3 +140,17 @@ def test_cli_status_report_and_plain_errors(tmp_path, upstream, capsys):
         os.remove(path)
     assert main(["ingest", str(recipe_path), "--workdir", str(tmp_path / "w2"), "--executor", "local"]) == 2
     assert "error: " in capsys.readouterr().err
+
+
+def test_missing_cluster_is_a_clear_error(monkeypatch):
+    import ray
+
+    from pipeline.executors import RayExecutor
+
+    def no_cluster(*args, **kwargs):
+        raise ConnectionError("Could not find any running Ray instance.")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", no_cluster)
+    with pytest.raises(StageError, match="cannot join the Ray cluster at 'auto'.*ray start --head"):
+        RayExecutor(address="auto")
