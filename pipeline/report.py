@@ -23,6 +23,7 @@ class StageRow:
     type_name: str
     stats: dict[str, dict[str, Any]]
     section: str | None
+    produces_documents: bool
 
 
 def _collect(workdir: Workdir) -> tuple[str, list[StageRow]]:
@@ -35,7 +36,8 @@ def _collect(workdir: Workdir) -> tuple[str, list[StageRow]]:
         if stage.type_name == ReportStage.type_name or not workdir.exists(marker_path):
             continue
         marker = workdir.read_json(marker_path)
-        rows.append(StageRow(stage.stage_id, stage.type_name, marker["stats"], stage.report_section()))
+        rows.append(StageRow(stage.stage_id, stage.type_name, marker["stats"], stage.report_section(),
+                             stage.produces_documents))
     return recipe.recipe.name, rows
 
 
@@ -56,8 +58,9 @@ def _markdown(name: str, rows: list[StageRow]) -> str:
     for row in rows:
         for source, stats in sorted(row.stats.items()):
             dropped = sum(stats["dropped"].values())
+            size = _human_bytes(stats.get("bytes_out", 0)) if row.produces_documents else "-"
             lines.append(f"| {row.stage_id} | {source} | {stats['docs_in']:,} | {stats['docs_out']:,} | "
-                         f"{dropped:,} | {_human_bytes(stats.get('bytes_out', 0))} |")
+                         f"{dropped:,} | {size} |")
     lines += ["", "## Drops by reason", "", "| stage | source | reason | documents |", "|---|---|---|---:|"]
     for row in rows:
         for source, stats in sorted(row.stats.items()):
@@ -79,14 +82,16 @@ def _charts(rows: list[StageRow]) -> dict[str, bytes]:
     doc_rows = [r for r in rows if any(s["docs_out"] or s["docs_in"] for s in r.stats.values())]
     sources = sorted({s for r in doc_rows for s in r.stats})
     charts: dict[str, bytes] = {}
-    for name, key, label in (("documents.png", "docs_out", "documents"), ("bytes.png", "bytes_out", "text bytes")):
-        fig, ax = plt.subplots(figsize=(max(6, len(doc_rows) * 1.2), 4))
+    text_rows = [r for r in doc_rows if r.produces_documents]
+    for name, key, label, chart_rows in (("documents.png", "docs_out", "documents", doc_rows),
+                                         ("bytes.png", "bytes_out", "text bytes", text_rows)):
+        fig, ax = plt.subplots(figsize=(max(6, len(chart_rows) * 1.2), 4))
         width = 0.8 / max(len(sources), 1)
         for i, source in enumerate(sources):
-            values = [r.stats.get(source, {}).get(key, 0) for r in doc_rows]
-            ax.bar([x + i * width for x in range(len(doc_rows))], values, width, label=source)
-        ax.set_xticks([x + width * (len(sources) - 1) / 2 for x in range(len(doc_rows))],
-                      [r.stage_id for r in doc_rows], rotation=30, ha="right")
+            values = [r.stats.get(source, {}).get(key, 0) for r in chart_rows]
+            ax.bar([x + i * width for x in range(len(chart_rows))], values, width, label=source)
+        ax.set_xticks([x + width * (len(sources) - 1) / 2 for x in range(len(chart_rows))],
+                      [r.stage_id for r in chart_rows], rotation=30, ha="right")
         ax.set_ylabel(f"{label} out")
         ax.set_title(f"{label} per source after each stage")
         ax.legend()
