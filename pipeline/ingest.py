@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.readers import DECLARED_TYPES, BadRecord, RawBatch, list_files, read_file
-from pipeline.stage import REASON_COLUMN, PartWriter, Stage, Task, TaskResult, text_bytes
+from pipeline.stage import REASON_COLUMN, Stage, Task, TaskResult, text_bytes
 
 DOCUMENT_SCHEMA_HEAD = ["id", "text", "source", "meta"]
 BAD_RECORD_SCHEMA = pa.schema([("id", pa.string()), ("source", pa.string()), ("row", pa.int64()),
@@ -44,10 +44,7 @@ class IngestStage(Stage):
         shard = task.params["shard"]
         workdir, result = self.workdir, TaskResult()
         stats = result.source(task.source)
-        kept = PartWriter(workdir, workdir.stage_dir(self.stage_id, task.source), task.task_id,
-                          self.ctx.target_part_bytes)
-        rejected = PartWriter(workdir, workdir.removed_dir(self.stage_id, task.source), task.task_id,
-                              self.ctx.target_part_bytes)
+        kept, rejected = self.part_writers(task)
         skip_bad = self.ctx.on_bad_record == "skip"
         for raw in read_file(task.inputs[0], source, self.ctx.batch_size, skip_bad):
             stats.docs_in += len(raw.rows) + len(raw.bad)

@@ -187,6 +187,13 @@ class Stage:
     def resources(self) -> dict[str, float]:
         return {"num_cpus": 1}
 
+    def part_writers(self, task: Task) -> tuple["PartWriter", "PartWriter"]:
+        """Bounded writers for a task's kept documents and for its `removed/` documents."""
+        assert task.source is not None
+        workdir, target = self.workdir, self.ctx.target_part_bytes
+        return (PartWriter(workdir, workdir.stage_dir(self.stage_id, task.source), task.task_id, target),
+                PartWriter(workdir, workdir.removed_dir(self.stage_id, task.source), task.task_id, target))
+
     def report_section(self) -> str | None:
         """Markdown this stage adds to the run report, read from its finished outputs."""
         return None
@@ -287,10 +294,7 @@ class DocumentStage(Stage):
         assert task.source is not None
         workdir, result = self.workdir, TaskResult()
         stats = result.source(task.source)
-        kept = PartWriter(workdir, workdir.stage_dir(self.stage_id, task.source), task.task_id,
-                          self.ctx.target_part_bytes)
-        dropped = PartWriter(workdir, workdir.removed_dir(self.stage_id, task.source), task.task_id,
-                             self.ctx.target_part_bytes)
+        kept, dropped = self.part_writers(task)
         for path in task.inputs:
             for batch in workdir.iter_batches(path, self.ctx.batch_size, self.columns):
                 table = pa.Table.from_batches([batch])
